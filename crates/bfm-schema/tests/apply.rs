@@ -100,7 +100,7 @@ async fn concurrent_index_build_on_existing_table() {
     let plan = plan_dbs(&live, &desired).await;
     assert_eq!(plan.steps.len(), 1);
     let s = &plan.steps[0];
-    assert_eq!(s.sql, "CREATE INDEX CONCURRENTLY big_v_idx ON public.big USING btree (v)");
+    assert_eq!(s.sql, "CREATE INDEX CONCURRENTLY \"big_v_idx\" ON \"public\".\"big\" USING btree (\"v\")");
     assert!(!s.transactional && s.hazards.iter().any(|h| h.code == HazardCode::IndexBuild));
     // A concurrent session holding the advisory lock idle must not block the build: the
     // apply takes its own lock by polling and runs CONCURRENTLY outside any transaction.

@@ -53,7 +53,7 @@ async fn columns_add() {
     assert!(c.rewrites_table && codes(c).contains(&HazardCode::TableRewrite));
     assert!(step_for(&plan, "public.t.d").rewrites_table);
     assert!(step_for(&plan, "public.t.e").rewrites_table);
-    assert!(has_step(&plan, "COLLATE pg_catalog.\"C\""));
+    assert!(has_step(&plan, "COLLATE \"pg_catalog\".\"C\""));
     assert!(has_step(&plan, "COMMENT ON COLUMN \"public\".\"t\".\"a\" IS 'aa'"));
     assert!(plan.approvals_required.is_empty());
 }
@@ -111,7 +111,7 @@ async fn columns_defaults_identity_generated_collation() {
     assert!(step_for(&plan, "public.t.d").sql.contains("DROP IDENTITY"));
     let g = step_for(&plan, "public.t.g");
     assert!(g.rewrites_table && !g.destructive, "generated expression change rewrites but keeps data");
-    assert!(step_for(&plan, "public.t.k").sql.contains("COLLATE pg_catalog.\"C\""));
+    assert!(step_for(&plan, "public.t.k").sql.contains("COLLATE \"pg_catalog\".\"C\""));
 }
 
 #[tokio::test]
@@ -326,4 +326,25 @@ async fn managed_schemas_limit_the_scope() {
     let plan = plan_between(&live.url, &desired.url, &["a".to_string()]).await.expect("plan");
     assert_eq!(plan.steps.len(), 1, "{}", render_plan_text(&plan, false));
     assert_eq!(plan.steps[0].object, "a.t.x");
+}
+
+#[tokio::test]
+async fn index_features_round_trip() {
+    let after = "CREATE TABLE t (a int, b text, c text COLLATE \"C\", d jsonb, e int);
+                 CREATE INDEX t_ops ON t (b text_pattern_ops, a DESC, e NULLS FIRST);
+                 CREATE INDEX t_coll ON t (b COLLATE \"C\", c, c COLLATE \"POSIX\");
+                 CREATE INDEX t_incl ON t (a) INCLUDE (b, e) WITH (fillfactor = 60);
+                 CREATE UNIQUE INDEX t_nnd ON t (a, e) NULLS NOT DISTINCT;
+                 CREATE INDEX t_gin ON t USING gin (d jsonb_path_ops);
+                 CREATE INDEX t_hash ON t USING hash (b);
+                 CREATE INDEX t_exprs ON t ((a + e), lower(b), (b || ',' || c)) WHERE a > 0 AND b <> 'x,y';";
+    let live = TestDb::with("idxfeat_l", "CREATE TABLE t (a int, b text, c text COLLATE \"C\", d jsonb, e int);").await;
+    let desired = TestDb::with("idxfeat_d", after).await;
+    let plan = plan_dbs(&live, &desired).await;
+    let ops = step_for(&plan, "public.t_ops");
+    assert!(ops.sql.contains("(\"b\" \"text_pattern_ops\", \"a\" DESC, \"e\" NULLS FIRST)"), "{}", ops.sql);
+    assert!(step_for(&plan, "public.t_incl").sql.contains("INCLUDE (\"b\", \"e\") WITH (fillfactor=60)"));
+    assert!(step_for(&plan, "public.t_nnd").sql.contains("NULLS NOT DISTINCT"));
+    assert!(step_for(&plan, "public.t_gin").sql.contains("USING gin (\"d\" \"jsonb_path_ops\")"));
+    apply_converges(&live, &desired, &plan).await;
 }
