@@ -67,9 +67,7 @@ CREATE POLICY {t}_tenant ON app.{t} USING (tenant = current_setting('app.tenant'
                     if variant == 1 && i % 500 == 0 { 1 } else { 0 }
                 ));
                 if !(variant == 1 && i % 400 == 10) {
-                    s.push_str(&format!(
-                        "CREATE VIEW app.v{i:04} AS SELECT id, name, status, amount FROM app.{t} WHERE amount > 0;\n"
-                    ));
+                    s.push_str(&format!("CREATE VIEW app.v{i:04} AS SELECT id, name, status, amount FROM app.{t} WHERE amount > 0;\n"));
                 }
             }
         }
@@ -233,7 +231,14 @@ async fn main() {
         }
     }
 
-    println!("Schema: {} tables, {} columns, {} indexes, {} constraints; {} KB of SQL; plan has {steps} steps", stats.0, stats.1, stats.2, stats.3, bytes / 1024);
+    println!(
+        "Schema: {} tables, {} columns, {} indexes, {} constraints; {} KB of SQL; plan has {steps} steps",
+        stats.0,
+        stats.1,
+        stats.2,
+        stats.3,
+        bytes / 1024
+    );
     println!("Loading the two databases (setup, not part of a plan): {} and {}", fmt(load_a), fmt(load_b));
     println!("Medians of {runs} runs unless noted.\n");
     println!("| operation | load desired | introspection | diff | total |");

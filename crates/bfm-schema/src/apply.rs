@@ -4,12 +4,12 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
+use crate::SchemaTarget;
 use crate::db::{self, Conn};
 use crate::error::{SchemaError, pg_message, sqlstate};
 use crate::introspect;
 use crate::model::FORMAT_VERSION;
 use crate::types::*;
-use crate::SchemaTarget;
 
 /// Advisory lock key of schema applies ("bfm_sch" in ASCII); advisory locks are per database.
 pub const ADVISORY_LOCK_KEY: i64 = 0x0062_666d_5f73_6368;
@@ -174,12 +174,7 @@ fn step_error(s: &Step, e: &tokio_postgres::Error, applied: usize, rolled_back: 
     }
 }
 
-async fn run_transaction(
-    conn: &Conn,
-    steps: &[&Step],
-    opts: &ApplyOptions,
-    applied: &mut Vec<AppliedStep>,
-) -> Result<(), SchemaError> {
+async fn run_transaction(conn: &Conn, steps: &[&Step], opts: &ApplyOptions, applied: &mut Vec<AppliedStep>) -> Result<(), SchemaError> {
     conn.client
         .batch_execute(&format!("BEGIN; {}", timeouts(opts, true)))
         .await
@@ -206,10 +201,7 @@ async fn run_transaction(
 }
 
 async fn run_alone(conn: &Conn, s: &Step, opts: &ApplyOptions, applied: &mut Vec<AppliedStep>) -> Result<(), SchemaError> {
-    conn.client
-        .batch_execute(&timeouts(opts, false))
-        .await
-        .map_err(|e| SchemaError::db("setting timeouts", &e))?;
+    conn.client.batch_execute(&timeouts(opts, false)).await.map_err(|e| SchemaError::db("setting timeouts", &e))?;
     let t = Instant::now();
     let result = conn.client.batch_execute(&s.sql).await;
     let reset = conn.client.batch_execute("RESET lock_timeout; RESET statement_timeout").await;

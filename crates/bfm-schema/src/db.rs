@@ -1,6 +1,9 @@
 //! Connections: URL parsing, connecting, server version.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tokio_postgres::{Client, Config, NoTls};
 
@@ -62,10 +65,8 @@ impl Conn {
 
 pub(crate) async fn connect_config(config: &Config) -> Result<Conn, SchemaError> {
     let label = describe(config);
-    let (client, connection) = config
-        .connect(NoTls)
-        .await
-        .map_err(|e| SchemaError::Connect { target: label.clone(), message: pg_message(&e) })?;
+    let (client, connection) =
+        config.connect(NoTls).await.map_err(|e| SchemaError::Connect { target: label.clone(), message: pg_message(&e) })?;
     let task = tokio::spawn(async move {
         if let Err(e) = connection.await {
             tracing::debug!(error = %e, "postgres connection closed");
@@ -82,6 +83,78 @@ pub(crate) async fn connect_config(config: &Config) -> Result<Conn, SchemaError>
 pub(crate) async fn connect(url: &str) -> Result<Conn, SchemaError> {
     let config = parse_config(url)?;
     connect_config(&config).await
+}
+
+/// Idle read-only connections kept for reuse, per URL. A fresh backend must build its catalog
+/// and relation caches before it can deparse anything, which costs about a third of a large
+/// introspection; a reused one has them warm. Connections idle for longer than
+/// [`POOL_IDLE`] are closed, and at most [`POOL_PER_URL`] are kept per URL.
+struct Pooled {
+    conn: Conn,
+    since: Instant,
+    id: u64,
+}
+
+const POOL_IDLE: Duration = Duration::from_secs(60);
+const POOL_PER_URL: usize = 2;
+
+fn pool() -> &'static Mutex<HashMap<String, Vec<Pooled>>> {
+    static POOL: OnceLock<Mutex<HashMap<String, Vec<Pooled>>>> = OnceLock::new();
+    POOL.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+/// A connection for read-only work (introspection): reused from the pool when a live one is
+/// idle there, otherwise new. Give it back with [`checkin`] after a successful, committed use.
+pub(crate) async fn checkout(url: &str) -> Result<Conn, SchemaError> {
+    loop {
+        let candidate = pool().lock().ok().and_then(|mut p| p.get_mut(url).and_then(|v| v.pop()));
+        let Some(p) = candidate else { break };
+        if p.since.elapsed() > POOL_IDLE || p.conn.client.is_closed() {
+            continue;
+        }
+        // The connection's task may belong to a runtime that is gone: check it answers.
+        if p.conn.client.batch_execute("").await.is_ok() {
+            return Ok(p.conn);
+        }
+    }
+    connect(url).await
+}
+
+/// Return a connection to the pool (outside any transaction).
+pub(crate) fn checkin(url: &str, conn: Conn) {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    if conn.client.is_closed() {
+        return;
+    }
+    let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let Ok(mut p) = pool().lock() else { return };
+    let list = p.entry(url.to_string()).or_default();
+    list.retain(|x| x.since.elapsed() <= POOL_IDLE);
+    if list.len() >= POOL_PER_URL {
+        return;
+    }
+    list.push(Pooled { conn, since: Instant::now(), id });
+    drop(p);
+    // Close it once it has been idle for too long, so it holds no backend (and blocks no
+    // DROP DATABASE) for longer than that.
+    if let Ok(handle) = tokio::runtime::Handle::try_current() {
+        let url = url.to_string();
+        handle.spawn(async move {
+            tokio::time::sleep(POOL_IDLE).await;
+            if let Ok(mut p) = pool().lock() {
+                if let Some(list) = p.get_mut(&url) {
+                    list.retain(|x| x.id != id);
+                }
+            }
+        });
+    }
+}
+
+/// Close every pooled connection.
+pub fn close_idle_connections() {
+    if let Ok(mut p) = pool().lock() {
+        p.clear();
+    }
 }
 
 #[cfg(test)]

@@ -400,10 +400,13 @@ fn view_order(views: &BTreeMap<String, View>, keys: &BTreeSet<String>) -> Vec<St
     out
 }
 
-/// Whether a function signature mentions one of the relations.
+/// Whether a function signature mentions one of the relations (as a row type).
 fn mentions_relation(f: &Function, relations: &BTreeSet<String>) -> bool {
-    let text = format!("{} {}", f.arguments, f.result.as_deref().unwrap_or(""));
-    relations.iter().any(|r| text.contains(r.as_str()))
+    let words = |s: &str| -> bool {
+        s.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '.' || c == '"'))
+            .any(|w| w.contains('.') && relations.contains(w))
+    };
+    words(&f.arguments) || f.result.as_deref().is_some_and(words)
 }
 
 fn function_kind(f: &Function) -> ObjectKind {
@@ -415,8 +418,7 @@ fn comment_sql(target: &str, comment: &Option<String>) -> String {
 }
 
 fn policy_create_sql(p: &Policy) -> String {
-    let roles: Vec<String> =
-        p.roles.iter().map(|r| if r == "public" { "PUBLIC".to_string() } else { quote_ident(r) }).collect();
+    let roles: Vec<String> = p.roles.iter().map(|r| if r == "public" { "PUBLIC".to_string() } else { quote_ident(r) }).collect();
     let mut s = format!(
         "CREATE POLICY {} ON {} AS {} FOR {} TO {}",
         quote_ident(&p.name),
@@ -457,13 +459,7 @@ fn concurrently(def: &str) -> String {
 fn view_create_sql(v: &View, replace: bool) -> String {
     let opts = if v.options.is_empty() { String::new() } else { format!(" WITH ({})", v.options.join(", ")) };
     let def = v.definition.trim_end().trim_end_matches(';');
-    format!(
-        "CREATE {}VIEW {}{} AS\n{}",
-        if replace { "OR REPLACE " } else { "" },
-        qualified(&v.schema, &v.name),
-        opts,
-        def
-    )
+    format!("CREATE {}VIEW {}{} AS\n{}", if replace { "OR REPLACE " } else { "" }, qualified(&v.schema, &v.name), opts, def)
 }
 
 /// `CREATE OR REPLACE VIEW` may only append columns: the old ones must be a prefix with the
@@ -541,22 +537,19 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
     let mut touched_columns: BTreeSet<String> = BTreeSet::new();
     for (k, ft) in &from.tables {
         let Some(tt) = to.tables.get(k) else { continue };
+        if ft == tt && rebuilt_enums.is_empty() {
+            continue;
+        }
         for fc in &ft.columns {
-            let key = format!("{k}.{}", display_part(&fc.name));
-            match tt.column(&fc.name) {
-                None => {
-                    touched_columns.insert(key);
-                }
+            let touched = match tt.column(&fc.name) {
+                None => true,
                 Some(tc) => {
                     let enum_rebuilt = rebuilt_enums.iter().any(|e| fc.type_name.trim_end_matches("[]") == e);
-                    if fc.type_name != tc.type_name
-                        || fc.collation != tc.collation
-                        || fc.generated != tc.generated
-                        || enum_rebuilt
-                    {
-                        touched_columns.insert(key);
-                    }
+                    fc.type_name != tc.type_name || fc.collation != tc.collation || fc.generated != tc.generated || enum_rebuilt
                 }
+            };
+            if touched {
+                touched_columns.insert(format!("{k}.{}", display_part(&fc.name)));
             }
         }
     }
@@ -578,8 +571,7 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
     loop {
         let before = recreated_views.len();
         for (k, v) in &from.views {
-            if to.views.contains_key(k) && !recreated_views.contains(k) && v.depends_on.iter().any(|d| recreated_views.contains(d))
-            {
+            if to.views.contains_key(k) && !recreated_views.contains(k) && v.depends_on.iter().any(|d| recreated_views.contains(d)) {
                 recreated_views.insert(k.clone());
             }
         }
@@ -645,12 +637,15 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
         }
     }
 
+    let table_dropped = |schema: &str, table: &str| -> bool {
+        !dropped_tables.is_empty() && dropped_tables.contains(&crate::ident::display_name(schema, table))
+    };
+    let table_new =
+        |schema: &str, table: &str| -> bool { !new_tables.is_empty() && new_tables.contains(&crate::ident::display_name(schema, table)) };
+
     // ---- phase 1: drops of dependents -----------------------------------------------------
     for (k, p) in &from.policies {
-        if dropped_tables.contains(&p.table_key()) {
-            continue;
-        }
-        if !to.policies.contains_key(k) || recreated_policies.contains(k) {
+        if (!to.policies.contains_key(k) || recreated_policies.contains(k)) && !table_dropped(&p.schema, &p.table) {
             b.push(
                 R_DROP_POLICY,
                 S::new(
@@ -665,22 +660,23 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
         }
     }
     for (k, t) in &from.triggers {
+        if to.triggers.contains_key(k) && !recreated_triggers.contains(k) {
+            continue;
+        }
         let rel = t.table_key();
         if dropped_tables.contains(&rel) || dropped_views.contains(&rel) || recreated_views.contains(&rel) {
             continue;
         }
-        if !to.triggers.contains_key(k) || recreated_triggers.contains(k) {
-            b.push(
-                R_DROP_TRIGGER,
-                S::new(
-                    ObjectKind::Trigger,
-                    k,
-                    StepOp::Drop,
-                    format!("DROP TRIGGER {} ON {}", quote_ident(&t.name), qualified(&t.schema, &t.table)),
-                )
-                .lock(LockLevel::AccessExclusive),
-            );
-        }
+        b.push(
+            R_DROP_TRIGGER,
+            S::new(
+                ObjectKind::Trigger,
+                k,
+                StepOp::Drop,
+                format!("DROP TRIGGER {} ON {}", quote_ident(&t.name), qualified(&t.schema, &t.table)),
+            )
+            .lock(LockLevel::AccessExclusive),
+        );
     }
     // Foreign keys first (also those between two dropped tables, so table drops never
     // depend on each other).
@@ -688,7 +684,7 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
         if c.kind != ConstraintKind::ForeignKey {
             continue;
         }
-        let own_dropped = dropped_tables.contains(&c.table_key());
+        let own_dropped = table_dropped(&c.schema, &c.table);
         let refs_dropped = c.references.as_ref().is_some_and(|r| dropped_tables.contains(r) && *r != c.table_key());
         let needed = if own_dropped { refs_dropped } else { !to.constraints.contains_key(k) || recreated_constraints.contains(k) };
         if needed {
@@ -705,16 +701,14 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
         }
     }
     {
-        let drop_set: BTreeSet<String> = from
-            .views
-            .keys()
-            .filter(|k| dropped_views.contains(*k) || recreated_views.contains(*k))
-            .cloned()
-            .collect();
+        let drop_set: BTreeSet<String> =
+            from.views.keys().filter(|k| dropped_views.contains(*k) || recreated_views.contains(*k)).cloned().collect();
         let mut order_keys = view_order(&from.views, &drop_set);
         order_keys.reverse();
         for k in order_keys {
-            let Some(v) = from.views.get(&k) else { continue };
+            let Some(v) = from.views.get(&k) else {
+                continue;
+            };
             b.push(
                 R_DROP_VIEW,
                 S::new(ObjectKind::View, &k, StepOp::Drop, format!("DROP VIEW {}", qualified(&v.schema, &v.name)))
@@ -723,10 +717,10 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
         }
     }
     for (k, c) in &from.constraints {
-        if c.kind == ConstraintKind::ForeignKey || dropped_tables.contains(&c.table_key()) {
+        if c.kind == ConstraintKind::ForeignKey || (to.constraints.contains_key(k) && !recreated_constraints.contains(k)) {
             continue;
         }
-        if !to.constraints.contains_key(k) || recreated_constraints.contains(k) {
+        if !table_dropped(&c.schema, &c.table) {
             let mut s = S::new(
                 ObjectKind::Constraint,
                 k,
@@ -741,21 +735,19 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
         }
     }
     for (k, i) in &from.indexes {
-        if dropped_tables.contains(&i.table_key()) {
+        if to.indexes.contains_key(k) && !recreated_indexes.contains(k) {
+            continue;
+        }
+        if table_dropped(&i.schema, &i.table) {
             continue;
         }
         if !to.indexes.contains_key(k) {
             b.push(
                 R_DROP_INDEX,
-                S::new(
-                    ObjectKind::Index,
-                    k,
-                    StepOp::Drop,
-                    format!("DROP INDEX CONCURRENTLY IF EXISTS {}", qualified(&i.schema, &i.name)),
-                )
-                .lock(LockLevel::ShareUpdateExclusive)
-                .non_transactional()
-                .hazard(HazardCode::IndexDropped, "queries using this index may slow down"),
+                S::new(ObjectKind::Index, k, StepOp::Drop, format!("DROP INDEX CONCURRENTLY IF EXISTS {}", qualified(&i.schema, &i.name)))
+                    .lock(LockLevel::ShareUpdateExclusive)
+                    .non_transactional()
+                    .hazard(HazardCode::IndexDropped, "queries using this index may slow down"),
             );
         } else if recreated_indexes.contains(k) && i.valid {
             // Keep the old index until the new one is built: rename it out of the way.
@@ -772,14 +764,9 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
         } else if recreated_indexes.contains(k) {
             b.push(
                 R_DROP_INDEX,
-                S::new(
-                    ObjectKind::Index,
-                    k,
-                    StepOp::Drop,
-                    format!("DROP INDEX CONCURRENTLY IF EXISTS {}", qualified(&i.schema, &i.name)),
-                )
-                .lock(LockLevel::ShareUpdateExclusive)
-                .non_transactional(),
+                S::new(ObjectKind::Index, k, StepOp::Drop, format!("DROP INDEX CONCURRENTLY IF EXISTS {}", qualified(&i.schema, &i.name)))
+                    .lock(LockLevel::ShareUpdateExclusive)
+                    .non_transactional(),
             );
         }
     }
@@ -802,7 +789,9 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
         }
     }
     for k in &dropped_tables {
-        let Some(t) = from.tables.get(k) else { continue };
+        let Some(t) = from.tables.get(k) else {
+            continue;
+        };
         b.push(
             R_DROP_TABLE,
             S::new(ObjectKind::Table, k, StepOp::Drop, format!("DROP TABLE {}", qualified(&t.schema, &t.name)))
@@ -814,7 +803,10 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
     // ---- phase 2: creates and alters ---------------------------------------------------------
     for (k, s) in &to.schemas {
         if !from.schemas.contains_key(k) {
-            b.push(R_SCHEMA, S::new(ObjectKind::Schema, k, StepOp::Create, format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&s.name))));
+            b.push(
+                R_SCHEMA,
+                S::new(ObjectKind::Schema, k, StepOp::Create, format!("CREATE SCHEMA IF NOT EXISTS {}", quote_ident(&s.name))),
+            );
         }
     }
     for (k, e) in &to.extensions {
@@ -902,13 +894,8 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
             Some(old) if old.base_type != d.base_type || old.collation != d.collation => {
                 b.push(
                     R_DOMAIN,
-                    S::new(
-                        ObjectKind::Domain,
-                        k,
-                        StepOp::Replace,
-                        format!("DROP DOMAIN {};\n{create}", qualified(&d.schema, &d.name)),
-                    )
-                    .hazard(HazardCode::DataDependent, "the domain is dropped and created again; this fails while columns use it"),
+                    S::new(ObjectKind::Domain, k, StepOp::Replace, format!("DROP DOMAIN {};\n{create}", qualified(&d.schema, &d.name)))
+                        .hazard(HazardCode::DataDependent, "the domain is dropped and created again; this fails while columns use it"),
                 );
             }
             Some(old) => {
@@ -996,13 +983,19 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
             _ => b.push(rank, S::new(function_kind(f), k, StepOp::Create, f.definition.trim_end().to_string())),
         }
     }
+    let mut inline_constraints: HashMap<String, Vec<&Constraint>> = HashMap::new();
+    if !new_tables.is_empty() {
+        for c in to.constraints.values() {
+            if c.kind != ConstraintKind::ForeignKey && c.validated && table_new(&c.schema, &c.table) {
+                inline_constraints.entry(c.table_key()).or_default().push(c);
+            }
+        }
+    }
     for k in &new_tables {
         let Some(t) = to.tables.get(k) else { continue };
         let mut lines: Vec<String> = t.columns.iter().map(column_def_sql).collect();
-        for c in to.constraints.values() {
-            if c.table_key() == *k && c.kind != ConstraintKind::ForeignKey && c.validated {
-                lines.push(format!("CONSTRAINT {} {}", quote_ident(&c.name), c.definition));
-            }
+        for c in inline_constraints.get(k).map(|v| v.as_slice()).unwrap_or(&[]) {
+            lines.push(format!("CONSTRAINT {} {}", quote_ident(&c.name), c.definition));
         }
         let mut sql = format!(
             "CREATE {}TABLE {} (\n    {}\n)",
@@ -1017,10 +1010,14 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
     }
     for (k, ft) in &from.tables {
         let Some(tt) = to.tables.get(k) else { continue };
-        alter_table(&mut b, k, ft, tt);
+        if ft != tt {
+            alter_table(&mut b, k, ft, tt);
+        }
     }
     for k in &rebuilt_enums {
-        let (Some(old), Some(new)) = (from.enums.get(k), to.enums.get(k)) else { continue };
+        let (Some(old), Some(new)) = (from.enums.get(k), to.enums.get(k)) else {
+            continue;
+        };
         enum_rebuild(&mut b, k, old, new, from, to);
     }
 
@@ -1094,7 +1091,9 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
         }
         let mut replaced: BTreeSet<String> = BTreeSet::new();
         for (k, v) in &to.views {
-            let Some(old) = from.views.get(k) else { continue };
+            let Some(old) = from.views.get(k) else {
+                continue;
+            };
             if recreated_views.contains(k) {
                 continue;
             }
@@ -1128,7 +1127,6 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
 
     // Constraints (FKs last, after every table exists).
     for (k, c) in &to.constraints {
-        let table_new = new_tables.contains(&c.table_key());
         let exists = from.constraints.contains_key(k) && !recreated_constraints.contains(k);
         if exists {
             if let Some(old) = from.constraints.get(k) {
@@ -1148,23 +1146,20 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
             }
             continue;
         }
-        if table_new && c.kind != ConstraintKind::ForeignKey && c.validated {
+        let is_new = table_new(&c.schema, &c.table);
+        if is_new && c.kind != ConstraintKind::ForeignKey && c.validated {
             continue; // created inline with the table
         }
-        add_constraint(&mut b, k, c, table_new);
+        add_constraint(&mut b, k, c, is_new);
     }
 
     for (k, i) in &to.indexes {
-        let table_new = new_tables.contains(&i.table_key());
         if from.indexes.contains_key(k) && !recreated_indexes.contains(k) {
             continue;
         }
         let q = qualified(&i.schema, &i.name);
-        if table_new {
-            b.push(
-                R_INDEX,
-                S::new(ObjectKind::Index, k, StepOp::Create, i.definition.clone()).lock(LockLevel::Share),
-            );
+        if table_new(&i.schema, &i.table) {
+            b.push(R_INDEX, S::new(ObjectKind::Index, k, StepOp::Create, i.definition.clone()).lock(LockLevel::Share));
         } else {
             let mut s = S::new(ObjectKind::Index, k, StepOp::Create, concurrently(&i.definition))
                 .lock(LockLevel::ShareUpdateExclusive)
@@ -1184,10 +1179,7 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
                                 ObjectKind::Index,
                                 k,
                                 StepOp::Drop,
-                                format!(
-                                    "DROP INDEX CONCURRENTLY IF EXISTS {}",
-                                    qualified(&old.schema, &old_index_name(&old.name))
-                                ),
+                                format!("DROP INDEX CONCURRENTLY IF EXISTS {}", qualified(&old.schema, &old_index_name(&old.name))),
                             )
                             .lock(LockLevel::ShareUpdateExclusive)
                             .non_transactional(),
@@ -1207,9 +1199,8 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
                 b.push(R_TRIGGER, S::new(ObjectKind::Trigger, k, StepOp::Alter, sql).lock(LockLevel::ShareRowExclusive));
             }
         } else if from.triggers.get(k).map(|o| &o.enabled) != Some(&t.enabled) {
-            let sql = trigger_enable_sql(t).unwrap_or_else(|| {
-                format!("ALTER TABLE {} ENABLE TRIGGER {}", qualified(&t.schema, &t.table), quote_ident(&t.name))
-            });
+            let sql = trigger_enable_sql(t)
+                .unwrap_or_else(|| format!("ALTER TABLE {} ENABLE TRIGGER {}", qualified(&t.schema, &t.table), quote_ident(&t.name)));
             b.push(R_TRIGGER, S::new(ObjectKind::Trigger, k, StepOp::Alter, sql).lock(LockLevel::ShareRowExclusive));
         }
     }
@@ -1220,12 +1211,8 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
                 if old.roles != p.roles || old.using != p.using || old.check != p.check {
                     let roles: Vec<String> =
                         p.roles.iter().map(|r| if r == "public" { "PUBLIC".to_string() } else { quote_ident(r) }).collect();
-                    let mut sql = format!(
-                        "ALTER POLICY {} ON {} TO {}",
-                        quote_ident(&p.name),
-                        qualified(&p.schema, &p.table),
-                        roles.join(", ")
-                    );
+                    let mut sql =
+                        format!("ALTER POLICY {} ON {} TO {}", quote_ident(&p.name), qualified(&p.schema, &p.table), roles.join(", "));
                     if let Some(u) = &p.using {
                         sql.push_str(&format!(" USING ({u})"));
                     }
@@ -1242,7 +1229,7 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
             }
             _ => {
                 let mut s = S::new(ObjectKind::Policy, k, StepOp::Create, policy_create_sql(p)).lock(LockLevel::AccessExclusive);
-                if !new_tables.contains(&p.table_key()) {
+                if !table_new(&p.schema, &p.table) {
                     s = s.hazard(HazardCode::AuthzUpdate, "row access rules change");
                 }
                 b.push(R_POLICY, s);
@@ -1310,12 +1297,7 @@ fn domain_create_sql(d: &Domain) -> String {
     for (n, c) in &d.constraints {
         s.push_str(&format!(" CONSTRAINT {} {}", quote_ident(n), c.definition));
     }
-    let invalid: Vec<String> = d
-        .constraints
-        .iter()
-        .filter(|(_, c)| !c.validated)
-        .map(|(n, _)| quote_ident(n))
-        .collect();
+    let invalid: Vec<String> = d.constraints.iter().filter(|(_, c)| !c.validated).map(|(n, _)| quote_ident(n)).collect();
     if invalid.is_empty() {
         s
     } else {
@@ -1359,10 +1341,7 @@ fn add_constraint(b: &mut Builder, k: &str, c: &Constraint, table_new: bool) {
                 b.push(rank, S::new(ObjectKind::Constraint, k, StepOp::Create, constraint_add_sql(c, !c.validated)).lock(lock));
             } else {
                 // Online: add NOT VALID (brief lock), commit, then validate (weaker lock).
-                b.push(
-                    rank,
-                    S::new(ObjectKind::Constraint, k, StepOp::Create, constraint_add_sql(c, true)).lock(lock).commit_after(),
-                );
+                b.push(rank, S::new(ObjectKind::Constraint, k, StepOp::Create, constraint_add_sql(c, true)).lock(lock).commit_after());
                 b.push(
                     rank,
                     S::new(
@@ -1466,9 +1445,7 @@ fn alter_table(b: &mut Builder, k: &str, ft: &Table, tt: &Table) {
         let Some(fc) = ft.column(&tc.name) else {
             let mut s = S::new(ObjectKind::Column, &obj, StepOp::Create, format!("ALTER TABLE {q} ADD COLUMN {}", column_def_sql(tc)))
                 .lock(LockLevel::AccessExclusive);
-            let rewrite = tc.generated.is_some()
-                || tc.identity.is_some()
-                || tc.default.as_deref().is_some_and(is_volatile_default);
+            let rewrite = tc.generated.is_some() || tc.identity.is_some() || tc.default.as_deref().is_some_and(is_volatile_default);
             if rewrite {
                 s = s
                     .rewrites()
@@ -1519,7 +1496,10 @@ fn alter_table(b: &mut Builder, k: &str, ft: &Table, tt: &Table) {
             if rewrite {
                 s = s
                     .rewrites()
-                    .hazard(HazardCode::TableRewrite, format!("{} → {}: the table and its indexes are rewritten", fc.type_name, tc.type_name))
+                    .hazard(
+                        HazardCode::TableRewrite,
+                        format!("{} → {}: the table and its indexes are rewritten", fc.type_name, tc.type_name),
+                    )
                     .hazard(HazardCode::AccessExclusiveLock, "the table is locked while it is rewritten");
             } else if fc.collation != tc.collation {
                 s = s.hazard(HazardCode::AccessExclusiveLock, "indexes on the column are rebuilt while the table is locked");
@@ -1604,20 +1584,21 @@ fn enum_rebuild(b: &mut Builder, k: &str, old: &EnumType, new: &EnumType, from: 
     let tmp = format!("{}_bfm_old", new.name.chars().take(50).collect::<String>());
     let mut stmts = vec![
         format!("ALTER TYPE {q} RENAME TO {}", quote_ident(&tmp)),
-        format!(
-            "CREATE TYPE {q} AS ENUM ({})",
-            new.labels.iter().map(|l| quote_literal(l)).collect::<Vec<_>>().join(", ")
-        ),
+        format!("CREATE TYPE {q} AS ENUM ({})", new.labels.iter().map(|l| quote_literal(l)).collect::<Vec<_>>().join(", ")),
     ];
     let type_name = crate::ident::display_name(&old.schema, &old.name);
     for (tk, t) in &from.tables {
-        let Some(tt) = to.tables.get(tk) else { continue };
+        let Some(tt) = to.tables.get(tk) else {
+            continue;
+        };
         for c in &t.columns {
             let array = c.type_name.ends_with("[]");
             if c.type_name.trim_end_matches("[]") != type_name {
                 continue;
             }
-            let Some(tc) = tt.column(&c.name) else { continue };
+            let Some(tc) = tt.column(&c.name) else {
+                continue;
+            };
             if tc.type_name != c.type_name {
                 continue; // the column changes type anyway
             }
@@ -1663,27 +1644,46 @@ fn comments(
     recreated_indexes: &BTreeSet<String>,
     recreated_functions: &BTreeSet<String>,
 ) {
-    let mut push = |kind: ObjectKind, object: &str, target: String, old: Option<&Option<String>>, new: &Option<String>| {
-        let old = old.cloned().unwrap_or(None);
-        if old != *new {
-            b.push(R_COMMENT, S::new(kind, object, StepOp::Comment, comment_sql(&target, new)));
-        }
-    };
+    let mut push =
+        |kind: ObjectKind, object: &dyn Fn() -> String, target: &dyn Fn() -> String, old: Option<&Option<String>>, new: &Option<String>| {
+            let old = old.and_then(|o| o.as_ref());
+            if old != new.as_ref() {
+                b.push(R_COMMENT, S::new(kind, object(), StepOp::Comment, comment_sql(&target(), new)));
+            }
+        };
     for (k, s) in &to.schemas {
-        push(ObjectKind::Schema, k, format!("SCHEMA {}", quote_ident(&s.name)), from.schemas.get(k).map(|o| &o.comment), &s.comment);
+        push(
+            ObjectKind::Schema,
+            &|| k.to_string(),
+            &|| format!("SCHEMA {}", quote_ident(&s.name)),
+            from.schemas.get(k).map(|o| &o.comment),
+            &s.comment,
+        );
     }
     for (k, e) in &to.enums {
-        push(ObjectKind::Enum, k, format!("TYPE {}", qualified(&e.schema, &e.name)), from.enums.get(k).map(|o| &o.comment), &e.comment);
+        push(
+            ObjectKind::Enum,
+            &|| k.to_string(),
+            &|| format!("TYPE {}", qualified(&e.schema, &e.name)),
+            from.enums.get(k).map(|o| &o.comment),
+            &e.comment,
+        );
     }
     for (k, d) in &to.domains {
         let old = from.domains.get(k).filter(|o| o.base_type == d.base_type && o.collation == d.collation);
-        push(ObjectKind::Domain, k, format!("DOMAIN {}", qualified(&d.schema, &d.name)), old.map(|o| &o.comment), &d.comment);
+        push(
+            ObjectKind::Domain,
+            &|| k.to_string(),
+            &|| format!("DOMAIN {}", qualified(&d.schema, &d.name)),
+            old.map(|o| &o.comment),
+            &d.comment,
+        );
     }
     for (k, s) in &to.sequences {
         push(
             ObjectKind::Sequence,
-            k,
-            format!("SEQUENCE {}", qualified(&s.schema, &s.name)),
+            &|| k.to_string(),
+            &|| format!("SEQUENCE {}", qualified(&s.schema, &s.name)),
             from.sequences.get(k).map(|o| &o.comment),
             &s.comment,
         );
@@ -1692,22 +1692,31 @@ fn comments(
         let old = if recreated_functions.contains(k) { None } else { from.functions.get(k) };
         push(
             function_kind(f),
-            k,
-            format!("{} {}", if f.procedure { "PROCEDURE" } else { "FUNCTION" }, f.signature_sql()),
+            &|| k.to_string(),
+            &|| format!("{} {}", if f.procedure { "PROCEDURE" } else { "FUNCTION" }, f.signature_sql()),
             old.map(|o| &o.comment),
             &f.comment,
         );
     }
     for (k, t) in &to.tables {
         let old = from.tables.get(k);
-        push(ObjectKind::Table, k, format!("TABLE {}", qualified(&t.schema, &t.name)), old.map(|o| &o.comment), &t.comment);
+        if old == Some(t) {
+            continue;
+        }
+        push(
+            ObjectKind::Table,
+            &|| k.to_string(),
+            &|| format!("TABLE {}", qualified(&t.schema, &t.name)),
+            old.map(|o| &o.comment),
+            &t.comment,
+        );
         for c in &t.columns {
             // A column that is dropped and added again loses its comment.
             let oc = old.and_then(|o| o.column(&c.name)).filter(|oc| oc.generated == c.generated);
             push(
                 ObjectKind::Column,
-                &format!("{k}.{}", display_part(&c.name)),
-                format!("COLUMN {}.{}", qualified(&t.schema, &t.name), quote_ident(&c.name)),
+                &|| format!("{k}.{}", display_part(&c.name)),
+                &|| format!("COLUMN {}.{}", qualified(&t.schema, &t.name), quote_ident(&c.name)),
                 oc.map(|o| &o.comment),
                 &c.comment,
             );
@@ -1715,13 +1724,19 @@ fn comments(
     }
     for (k, v) in &to.views {
         let old = if recreated_views.contains(k) { None } else { from.views.get(k) };
-        push(ObjectKind::View, k, format!("VIEW {}", qualified(&v.schema, &v.name)), old.map(|o| &o.comment), &v.comment);
+        push(
+            ObjectKind::View,
+            &|| k.to_string(),
+            &|| format!("VIEW {}", qualified(&v.schema, &v.name)),
+            old.map(|o| &o.comment),
+            &v.comment,
+        );
         for c in &v.columns {
             let oc = old.and_then(|o| o.columns.iter().find(|x| x.name == c.name));
             push(
                 ObjectKind::Column,
-                &format!("{k}.{}", display_part(&c.name)),
-                format!("COLUMN {}.{}", qualified(&v.schema, &v.name), quote_ident(&c.name)),
+                &|| format!("{k}.{}", display_part(&c.name)),
+                &|| format!("COLUMN {}.{}", qualified(&v.schema, &v.name), quote_ident(&c.name)),
                 oc.map(|o| &o.comment),
                 &c.comment,
             );
@@ -1731,22 +1746,28 @@ fn comments(
         let old = if recreated_constraints.contains(k) { None } else { from.constraints.get(k) };
         push(
             ObjectKind::Constraint,
-            k,
-            format!("CONSTRAINT {} ON {}", quote_ident(&c.name), qualified(&c.schema, &c.table)),
+            &|| k.to_string(),
+            &|| format!("CONSTRAINT {} ON {}", quote_ident(&c.name), qualified(&c.schema, &c.table)),
             old.map(|o| &o.comment),
             &c.comment,
         );
     }
     for (k, i) in &to.indexes {
         let old = if recreated_indexes.contains(k) { None } else { from.indexes.get(k) };
-        push(ObjectKind::Index, k, format!("INDEX {}", qualified(&i.schema, &i.name)), old.map(|o| &o.comment), &i.comment);
+        push(
+            ObjectKind::Index,
+            &|| k.to_string(),
+            &|| format!("INDEX {}", qualified(&i.schema, &i.name)),
+            old.map(|o| &o.comment),
+            &i.comment,
+        );
     }
     for (k, t) in &to.triggers {
         let old = if recreated_triggers.contains(k) || recreated_views.contains(&t.table_key()) { None } else { from.triggers.get(k) };
         push(
             ObjectKind::Trigger,
-            k,
-            format!("TRIGGER {} ON {}", quote_ident(&t.name), qualified(&t.schema, &t.table)),
+            &|| k.to_string(),
+            &|| format!("TRIGGER {} ON {}", quote_ident(&t.name), qualified(&t.schema, &t.table)),
             old.map(|o| &o.comment),
             &t.comment,
         );
@@ -1754,8 +1775,8 @@ fn comments(
     for (k, p) in &to.policies {
         push(
             ObjectKind::Policy,
-            k,
-            format!("POLICY {} ON {}", quote_ident(&p.name), qualified(&p.schema, &p.table)),
+            &|| k.to_string(),
+            &|| format!("POLICY {} ON {}", quote_ident(&p.name), qualified(&p.schema, &p.table)),
             from.policies.get(k).map(|o| &o.comment),
             &p.comment,
         );
@@ -1796,15 +1817,7 @@ mod tests {
 
     #[test]
     fn identity_defaults_are_omitted() {
-        let o = SeqOptions {
-            data_type: "bigint".into(),
-            start: 1,
-            increment: 1,
-            min: 1,
-            max: i64::MAX,
-            cache: 1,
-            cycle: false,
-        };
+        let o = SeqOptions { data_type: "bigint".into(), start: 1, increment: 1, min: 1, max: i64::MAX, cache: 1, cycle: false };
         assert_eq!(identity_options_sql(&o), "");
         let o2 = SeqOptions { start: 100, ..o };
         assert_eq!(identity_options_sql(&o2), " (START WITH 100)");

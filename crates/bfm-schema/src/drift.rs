@@ -63,11 +63,8 @@ pub(crate) fn flatten(m: &Model) -> BTreeMap<(ObjectKind, String), String> {
         out.insert((ObjectKind::Enum, k.clone()), format!("ENUM ({}){}", e.labels.join(", "), comment(&e.comment)));
     }
     for (k, d) in &m.domains {
-        let cons: Vec<String> = d
-            .constraints
-            .iter()
-            .map(|(n, c)| format!("{n} {}{}", c.definition, if c.validated { "" } else { " NOT VALID" }))
-            .collect();
+        let cons: Vec<String> =
+            d.constraints.iter().map(|(n, c)| format!("{n} {}{}", c.definition, if c.validated { "" } else { " NOT VALID" })).collect();
         out.insert(
             (ObjectKind::Domain, k.clone()),
             format!(
@@ -141,7 +138,10 @@ pub(crate) fn flatten(m: &Model) -> BTreeMap<(ObjectKind, String), String> {
         );
         for c in &v.columns {
             if c.comment.is_some() {
-                out.insert((ObjectKind::Column, format!("{k}.{}", display_part(&c.name))), format!("{}{}", c.type_name, comment(&c.comment)));
+                out.insert(
+                    (ObjectKind::Column, format!("{k}.{}", display_part(&c.name))),
+                    format!("{}{}", c.type_name, comment(&c.comment)),
+                );
             }
         }
     }
@@ -201,13 +201,7 @@ pub(crate) fn compare(stored: &Model, live: &Model) -> Vec<Drift> {
     }
     for ((kind, name), after) in &b {
         if !a.contains_key(&(*kind, name.clone())) {
-            out.push(Drift {
-                kind: *kind,
-                object: name.clone(),
-                change: DriftChange::Added,
-                before: None,
-                after: Some(after.clone()),
-            });
+            out.push(Drift { kind: *kind, object: name.clone(), change: DriftChange::Added, before: None, after: Some(after.clone()) });
         }
     }
     out.sort_by(|x, y| (x.kind, &x.object).cmp(&(y.kind, &y.object)));

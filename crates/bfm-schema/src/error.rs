@@ -35,9 +35,7 @@ pub enum SchemaError {
     NoSource(PathBuf),
 
     /// The live schema changed since the plan was made.
-    #[error(
-        "the live schema changed since the plan was made (plan made from {expected}, live is now {actual}); make a new plan"
-    )]
+    #[error("the live schema changed since the plan was made (plan made from {expected}, live is now {actual}); make a new plan")]
     FingerprintMismatch { expected: String, actual: String },
 
     /// The plan was made on another PostgreSQL major version.
@@ -61,15 +59,7 @@ pub enum SchemaError {
         "step {step} ({object}) failed: {message}\n  statement: {sql}\n  {applied} earlier step(s) were applied{rolled_back}",
         rolled_back = if *.rolled_back { "; the failed step's transaction group was rolled back" } else { "" }
     )]
-    Step {
-        step: usize,
-        object: String,
-        sql: String,
-        message: String,
-        sqlstate: Option<String>,
-        applied: usize,
-        rolled_back: bool,
-    },
+    Step { step: usize, object: String, sql: String, message: String, sqlstate: Option<String>, applied: usize, rolled_back: bool },
 
     /// A snapshot could not be encoded or decoded.
     #[error("snapshot: {0}")]

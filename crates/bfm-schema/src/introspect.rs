@@ -60,9 +60,9 @@ FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')";
 
 const Q_COLUMNS: &str = "
-SELECT a.attrelid, a.attnum::int4, a.attname::text, format_type(a.atttypid, a.atttypmod), a.attnotnull,
+SELECT a.attrelid, a.attnum::int4, a.attname::text, a.atttypid, a.attnotnull,
        a.attidentity::text, a.attgenerated::text, pg_get_expr(ad.adbin, ad.adrelid),
-       CASE WHEN a.attcollation <> t.typcollation THEN a.attcollation END, a.attcollation
+       CASE WHEN a.attcollation <> t.typcollation THEN a.attcollation END, a.attcollation, a.atttypmod
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -70,6 +70,15 @@ JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
 WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'v') AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum";
+
+/// `format_type` once per distinct (type, modifier) of the managed columns.
+const Q_COLUMN_TYPES: &str = "
+SELECT x.atttypid, x.atttypmod, format_type(x.atttypid, x.atttypmod)
+FROM (SELECT DISTINCT a.atttypid, a.atttypmod
+      FROM pg_attribute a
+      JOIN pg_class c ON c.oid = a.attrelid
+      JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'v') AND a.attnum > 0 AND NOT a.attisdropped) x";
 
 const Q_CONSTRAINTS: &str = "
 SELECT con.oid, con.conrelid, con.contypid, con.conname::text, con.contype::text, pg_get_constraintdef(con.oid),
@@ -290,18 +299,16 @@ pub(crate) async fn introspect(conn: &Conn, managed: &[String]) -> Result<Intros
 }
 
 async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspection, SchemaError> {
+    let t_start = std::time::Instant::now();
     let schemas = resolve_schemas(conn, managed).await?;
     let c = &conn.client;
     let ctx = |what: &str| format!("introspecting {} of {}", what, conn.label);
     let p: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&schemas];
     let none: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[];
-    let q_indexes = Q_INDEXES.replace(
-        "{NULLS}",
-        if conn.server_version_num >= 150000 { "i.indnullsnotdistinct" } else { "false" },
-    );
+    let q_indexes = Q_INDEXES.replace("{NULLS}", if conn.server_version_num >= 150000 { "i.indnullsnotdistinct" } else { "false" });
     // The queries are pipelined on one connection, inside one snapshot.
     let (
-        (q_schemas, q_comments, q_members, q_ext, q_rel, q_cols, q_cons),
+        (q_schemas, q_comments, q_members, q_ext, q_rel, q_cols, q_cons, q_coltypes),
         (q_idx, q_opc, q_coll, q_seq, q_fn, q_trg, q_pol, q_types, q_vdeps),
     ) = futures::try_join!(
         async {
@@ -313,6 +320,7 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
                 async { c.query(Q_RELATIONS, p).await.map_err(|e| SchemaError::db(ctx("relations"), &e)) },
                 async { c.query(Q_COLUMNS, p).await.map_err(|e| SchemaError::db(ctx("columns"), &e)) },
                 async { c.query(Q_CONSTRAINTS, p).await.map_err(|e| SchemaError::db(ctx("constraints"), &e)) },
+                async { c.query(Q_COLUMN_TYPES, p).await.map_err(|e| SchemaError::db(ctx("column types"), &e)) },
             )
         },
         async {
@@ -330,6 +338,7 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
         },
     )?;
 
+    let t_queries = t_start.elapsed();
     let mut m = Model::empty(conn.pg_major());
     let mut unsupported = Vec::new();
 
@@ -463,10 +472,13 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
             (Some("a"), Some(schema), Some(table), Some(column)) => Some(OwnedBy { schema, table, column }),
             _ => None,
         };
-        m.sequences.insert(
-            display_name(&schema, &name),
-            Sequence { schema, name, options, owned_by, comment: comments.get(C_CLASS, oid, 0) },
-        );
+        m.sequences
+            .insert(display_name(&schema, &name), Sequence { schema, name, options, owned_by, comment: comments.get(C_CLASS, oid, 0) });
+    }
+
+    let mut type_names: HashMap<(u32, i32), String> = HashMap::with_capacity(q_coltypes.len());
+    for r in &q_coltypes {
+        type_names.insert((get(r, 0, "column types")?, get(r, 1, "column types")?), get(r, 2, "column types")?);
     }
 
     // Columns, in attnum order per relation.
@@ -478,7 +490,8 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
         let Some(info) = rels.get(&rel) else { continue };
         let attnum: i32 = get(r, 1, "columns")?;
         let name: String = get(r, 2, "columns")?;
-        let type_name: String = get(r, 3, "columns")?;
+        let type_key: (u32, i32) = (get(r, 3, "columns")?, get(r, 10, "columns")?);
+        let type_name: String = type_names.get(&type_key).cloned().unwrap_or_else(|| format!("\"?type {}\"", type_key.0));
         let comment = comments.get(C_CLASS, rel, attnum);
         if info.kind == 'v' {
             view_cols.entry(rel).or_default().push(ViewColumn { name, type_name, comment });
@@ -591,7 +604,9 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
             reloptions: get::<Option<Vec<String>>>(r, 13, "indexes")?.unwrap_or_default(),
             nulls_not_distinct: get(r, 14, "indexes")?,
         };
-        let Some(info) = rels.get(&raw.table) else { continue };
+        let Some(info) = rels.get(&raw.table) else {
+            continue;
+        };
         if info.kind != 'r' {
             continue;
         }
@@ -634,11 +649,7 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
             (Some(s), Some(t)) if kind == ConstraintKind::ForeignKey => Some(display_name(&s, &t)),
             _ => None,
         };
-        let index_definition = if kind == ConstraintKind::ForeignKey {
-            None
-        } else {
-            index_defs.remove(&conindid).map(|(def, _)| def)
-        };
+        let index_definition = if kind == ConstraintKind::ForeignKey { None } else { index_defs.remove(&conindid).map(|(def, _)| def) };
         m.constraints.insert(
             child_key(&info.schema, &info.name, &name),
             Constraint {
@@ -655,7 +666,9 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
         );
     }
     for (_, (definition, raw)) in index_defs {
-        let Some(info) = rels.get(&raw.table) else { continue };
+        let Some(info) = rels.get(&raw.table) else {
+            continue;
+        };
         m.indexes.insert(
             display_name(&info.schema, &raw.name),
             Index {
@@ -771,6 +784,7 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
     }
 
     unsupported.sort();
+    tracing::debug!(target: "bfm_schema::introspect", queries = ?t_queries, assembly = ?(t_start.elapsed() - t_queries), "introspected {}", conn.label);
     Ok(Introspection { model: m, unsupported })
 }
 

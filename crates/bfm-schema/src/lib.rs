@@ -28,6 +28,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 pub use apply::ADVISORY_LOCK_KEY;
+pub use db::close_idle_connections;
 pub use error::SchemaError;
 pub use introspect::CONTROL_SCHEMA;
 pub use model::{FORMAT_VERSION, Model};
@@ -53,6 +54,7 @@ pub struct DesiredSource {
 
 struct CachedDesired {
     model: Arc<Model>,
+    fingerprint: String,
     warnings: Vec<String>,
 }
 
@@ -113,6 +115,7 @@ fn ms(t: Instant) -> f64 {
 fn build_plan(
     live: &Model,
     desired: &Model,
+    desired_fingerprint: Option<&str>,
     server_version_num: u32,
     managed: &[String],
     desired_source_sha256: Option<String>,
@@ -121,9 +124,14 @@ fn build_plan(
     started: Instant,
 ) -> SchemaPlan {
     let t = Instant::now();
-    let steps = diff::diff(live, desired);
-    let source_fingerprint = live.fingerprint();
-    let desired_fingerprint = desired.fingerprint();
+    // The two fingerprints and the diff are independent: hash the live model on another core.
+    let (source_fingerprint, (steps, desired_fingerprint)) = std::thread::scope(|s| {
+        let live_fp = s.spawn(|| live.fingerprint());
+        let steps = diff::diff(live, desired);
+        let desired_fp = desired_fingerprint.map(str::to_string).unwrap_or_else(|| desired.fingerprint());
+        let live_fp = live_fp.join().unwrap_or_else(|_| live.fingerprint());
+        (live_fp, (steps, desired_fp))
+    });
     timings.diff_ms = ms(t);
     timings.total_ms = ms(started);
     SchemaPlan {
@@ -148,7 +156,7 @@ async fn plan_with_live(target: &SchemaTarget, desired: &DesiredSource) -> Resul
     let files = scratch::read_sources(&desired.dir, desired.bootstrap.as_deref())?;
     let sources_sha = scratch::sources_sha256(&files);
     let config = db::parse_config(&target.database_url)?;
-    let conn = db::connect_config(&config).await?;
+    let conn = db::checkout(&target.database_url).await?;
     let key = cache_key(&sources_sha, conn.server_version_num, &target.managed_schemas);
     let mut timings = PlanTimings::default();
     let (live, cached) = match cache_get(&key) {
@@ -172,16 +180,20 @@ async fn plan_with_live(target: &SchemaTarget, desired: &DesiredSource) -> Resul
             let (live, live_ms) = live;
             timings.load_ms = lt.load_ms;
             timings.introspect_ms = live_ms.max(lt.introspect_ms);
-            let c = Arc::new(CachedDesired { model: Arc::new(loaded.model), warnings: loaded.unsupported });
+            let fingerprint = loaded.model.fingerprint();
+            let c = Arc::new(CachedDesired { model: Arc::new(loaded.model), fingerprint, warnings: loaded.unsupported });
             cache_put(key, c.clone());
             (live, c)
         }
     };
+    let server_version_num = conn.server_version_num;
+    db::checkin(&target.database_url, conn);
     let warnings = merge_warnings(&live.unsupported, &cached.warnings);
     let plan = build_plan(
         &live.model,
         &cached.model,
-        conn.server_version_num,
+        Some(&cached.fingerprint),
+        server_version_num,
         &target.managed_schemas,
         Some(sources_sha),
         warnings,
@@ -199,15 +211,18 @@ pub async fn plan(target: &SchemaTarget, desired: &DesiredSource) -> Result<Sche
 /// Plan the changes that turn the schemas of `from_url` into those of `to_url` (both live).
 pub async fn plan_between(from_url: &str, to_url: &str, schemas: &[String]) -> Result<SchemaPlan, SchemaError> {
     let started = Instant::now();
-    let (a, b) = futures::try_join!(db::connect(from_url), db::connect(to_url))?;
+    let (a, b) = futures::try_join!(db::checkout(from_url), db::checkout(to_url))?;
     if a.pg_major() != b.pg_major() {
         return Err(SchemaError::VersionMismatch { plan: b.pg_major(), server: a.pg_major() });
     }
     let t = Instant::now();
     let (from, to) = futures::try_join!(introspect::introspect(&a, schemas), introspect::introspect(&b, schemas))?;
     let timings = PlanTimings { introspect_ms: ms(t), ..PlanTimings::default() };
+    let server_version_num = a.server_version_num;
+    db::checkin(from_url, a);
+    db::checkin(to_url, b);
     let warnings = merge_warnings(&from.unsupported, &to.unsupported);
-    Ok(build_plan(&from.model, &to.model, a.server_version_num, schemas, None, warnings, timings, started))
+    Ok(build_plan(&from.model, &to.model, None, server_version_num, schemas, None, warnings, timings, started))
 }
 
 /// Apply a plan to the live database. Refuses unapproved destructive steps (unless
@@ -222,10 +237,17 @@ pub async fn apply(
     apply::apply(target, plan, approvals, opts).await
 }
 
+/// The steps that turn one model into another (no database involved).
+pub fn diff_models(from: &Model, to: &Model) -> Vec<Step> {
+    diff::diff(from, to)
+}
+
 /// Read the live model (no scratch database involved).
 pub async fn introspect_model(target: &SchemaTarget) -> Result<Model, SchemaError> {
-    let conn = db::connect(&target.database_url).await?;
-    Ok(introspect::introspect(&conn, &target.managed_schemas).await?.model)
+    let conn = db::checkout(&target.database_url).await?;
+    let model = introspect::introspect(&conn, &target.managed_schemas).await?.model;
+    db::checkin(&target.database_url, conn);
+    Ok(model)
 }
 
 fn snapshot_of(model: &Model, managed: &[String]) -> Result<Snapshot, SchemaError> {
@@ -314,11 +336,7 @@ pub fn write_dump(model: &Model, out_dir: &Path) -> Result<Vec<PathBuf>, SchemaE
 
 /// Live fingerprint, desired fingerprint, whether they match, pending steps, and drift against
 /// a stored snapshot.
-pub async fn status(
-    target: &SchemaTarget,
-    desired: &DesiredSource,
-    stored: Option<&Snapshot>,
-) -> Result<SchemaStatus, SchemaError> {
+pub async fn status(target: &SchemaTarget, desired: &DesiredSource, stored: Option<&Snapshot>) -> Result<SchemaStatus, SchemaError> {
     let (plan, live) = plan_with_live(target, desired).await?;
     let drift = match stored {
         Some(s) => Some(validate_against(&live, s)?),

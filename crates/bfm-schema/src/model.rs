@@ -295,27 +295,15 @@ impl Model {
         Model { format_version: FORMAT_VERSION, pg_major, ..Model::default() }
     }
 
-    /// The canonical form hashed by [`Model::fingerprint`]: column order is not managed, so
-    /// columns are sorted by name; everything else is already keyed and sorted.
-    fn canonical(&self) -> Model {
-        let mut m = self.clone();
-        for t in m.tables.values_mut() {
-            t.columns.sort_by(|a, b| a.name.cmp(&b.name));
-        }
-        m
-    }
-
     /// `v1:` + hex SHA-256 of the canonical serialisation (format version and PostgreSQL major
-    /// included).
+    /// included). Column order is not managed, so columns are hashed sorted by name; every
+    /// other collection is already keyed and sorted. The JSON is streamed into the hasher.
     pub fn fingerprint(&self) -> String {
-        let canonical = self.canonical();
-        let mut h = Sha256::new();
-        h.update(format!("bfm-schema model v{} pg{}\n", FORMAT_VERSION, self.pg_major).as_bytes());
-        // Serialising plain structs, strings and maps cannot fail.
-        if let Ok(bytes) = serde_json::to_vec(&canonical) {
-            h.update(&bytes);
-        }
-        format!("v1:{}", hex::encode(h.finalize()))
+        let mut h = HashWriter(Sha256::new());
+        h.0.update(format!("bfm-schema model v{} pg{}\n", FORMAT_VERSION, self.pg_major).as_bytes());
+        // Serialising plain structs, strings and maps into a hasher cannot fail.
+        let _ = serde_json::to_writer(&mut h, &Canonical(self));
+        format!("v1:{}", hex::encode(h.0.finalize()))
     }
 
     /// Number of objects, for summaries.
@@ -350,11 +338,128 @@ impl Model {
         let mut dec = flate2::read::GzDecoder::new(bytes);
         let mut json = Vec::new();
         dec.read_to_end(&mut json).map_err(|e| crate::SchemaError::Snapshot(format!("cannot decompress: {e}")))?;
-        let m: Model =
-            serde_json::from_slice(&json).map_err(|e| crate::SchemaError::Snapshot(format!("cannot decode: {e}")))?;
+        let m: Model = serde_json::from_slice(&json).map_err(|e| crate::SchemaError::Snapshot(format!("cannot decode: {e}")))?;
         if m.format_version != FORMAT_VERSION {
             return Err(crate::SchemaError::FormatVersion { found: m.format_version, supported: FORMAT_VERSION });
         }
         Ok(m)
+    }
+}
+
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The model as hashed: like its own serialisation, with each table's columns sorted by name.
+struct Canonical<'a>(&'a Model);
+struct CanonicalTables<'a>(&'a BTreeMap<String, Table>);
+struct CanonicalTable<'a>(&'a Table);
+
+impl Serialize for Canonical<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let m = self.0;
+        let mut st = s.serialize_struct("Model", 14)?;
+        st.serialize_field("format_version", &m.format_version)?;
+        st.serialize_field("pg_major", &m.pg_major)?;
+        st.serialize_field("schemas", &m.schemas)?;
+        st.serialize_field("extensions", &m.extensions)?;
+        st.serialize_field("enums", &m.enums)?;
+        st.serialize_field("domains", &m.domains)?;
+        st.serialize_field("sequences", &m.sequences)?;
+        st.serialize_field("tables", &CanonicalTables(&m.tables))?;
+        st.serialize_field("constraints", &m.constraints)?;
+        st.serialize_field("indexes", &m.indexes)?;
+        st.serialize_field("views", &m.views)?;
+        st.serialize_field("functions", &m.functions)?;
+        st.serialize_field("triggers", &m.triggers)?;
+        st.serialize_field("policies", &m.policies)?;
+        st.end()
+    }
+}
+
+impl Serialize for CanonicalTables<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, t) in self.0 {
+            map.serialize_entry(k, &CanonicalTable(t))?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for CanonicalTable<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let t = self.0;
+        let mut columns: Vec<&Column> = t.columns.iter().collect();
+        columns.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut st = s.serialize_struct("Table", 8)?;
+        st.serialize_field("schema", &t.schema)?;
+        st.serialize_field("name", &t.name)?;
+        st.serialize_field("unlogged", &t.unlogged)?;
+        st.serialize_field("options", &t.options)?;
+        st.serialize_field("rls_enabled", &t.rls_enabled)?;
+        st.serialize_field("rls_forced", &t.rls_forced)?;
+        st.serialize_field("comment", &t.comment)?;
+        st.serialize_field("columns", &columns)?;
+        st.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn col(name: &str) -> Column {
+        Column {
+            name: name.into(),
+            type_name: "integer".into(),
+            not_null: false,
+            default: None,
+            identity: None,
+            generated: None,
+            collation: None,
+            comment: None,
+        }
+    }
+
+    #[test]
+    fn fingerprint_ignores_column_order_only() {
+        let mut m = Model::empty(15);
+        let t = Table {
+            schema: "public".into(),
+            name: "t".into(),
+            unlogged: false,
+            options: vec![],
+            rls_enabled: false,
+            rls_forced: false,
+            comment: None,
+            columns: vec![col("a"), col("b")],
+        };
+        m.tables.insert("public.t".into(), t.clone());
+        let mut m2 = m.clone();
+        if let Some(t2) = m2.tables.get_mut("public.t") {
+            t2.columns.reverse();
+        }
+        assert_eq!(m.fingerprint(), m2.fingerprint());
+        let mut m3 = m.clone();
+        if let Some(t3) = m3.tables.get_mut("public.t") {
+            t3.columns[0].not_null = true;
+        }
+        assert_ne!(m.fingerprint(), m3.fingerprint());
+        assert_ne!(m.fingerprint(), Model { pg_major: 16, ..m.clone() }.fingerprint());
+        assert!(m.fingerprint().starts_with("v1:"));
+        let bytes = m.to_compressed().unwrap();
+        assert_eq!(Model::from_compressed(&bytes).unwrap(), m);
     }
 }

@@ -14,15 +14,8 @@ struct Palette {
     reset: &'static str,
 }
 
-const COLOR: Palette = Palette {
-    bold: "\x1b[1m",
-    red: "\x1b[31m",
-    yellow: "\x1b[33m",
-    green: "\x1b[32m",
-    cyan: "\x1b[36m",
-    dim: "\x1b[2m",
-    reset: "\x1b[0m",
-};
+const COLOR: Palette =
+    Palette { bold: "\x1b[1m", red: "\x1b[31m", yellow: "\x1b[33m", green: "\x1b[32m", cyan: "\x1b[36m", dim: "\x1b[2m", reset: "\x1b[0m" };
 const PLAIN: Palette = Palette { bold: "", red: "", yellow: "", green: "", cyan: "", dim: "", reset: "" };
 
 fn short(fp: &str) -> &str {
@@ -37,7 +30,13 @@ pub fn render_plan_text(plan: &SchemaPlan, color: bool) -> String {
     let p = if color { &COLOR } else { &PLAIN };
     let mut out = String::new();
     if plan.steps.is_empty() {
-        let _ = writeln!(out, "{}No changes.{} The live schema matches the desired state ({}).", p.green, p.reset, short(&plan.source_fingerprint));
+        let _ = writeln!(
+            out,
+            "{}No changes.{} The live schema matches the desired state ({}).",
+            p.green,
+            p.reset,
+            short(&plan.source_fingerprint)
+        );
         for w in &plan.warnings {
             let _ = writeln!(out, "{}warning:{} not managed: {w}", p.yellow, p.reset);
         }

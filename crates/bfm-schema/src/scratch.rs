@@ -135,7 +135,9 @@ async fn drop_leftovers(admin: &Conn) {
     };
     let now = now_secs();
     for r in rows {
-        let Ok(name) = r.try_get::<_, String>(0) else { continue };
+        let Ok(name) = r.try_get::<_, String>(0) else {
+            continue;
+        };
         let created = name[SCRATCH_PREFIX.len()..].split('_').next().and_then(|s| s.parse::<u64>().ok());
         if let Some(created) = created {
             if now.saturating_sub(created) > LEFTOVER_AGE_SECS {
@@ -188,7 +190,9 @@ pub(crate) async fn load_desired(
     .await;
     match admin.client.batch_execute(&drop_sql(&name)).await {
         Ok(()) => guard.armed = false,
-        Err(e) => tracing::warn!(database = %name, error = %pg_message(&e), "cannot drop the scratch database"),
+        Err(e) => {
+            tracing::warn!(database = %name, error = %pg_message(&e), "cannot drop the scratch database")
+        }
     }
     result
 }
@@ -209,9 +213,7 @@ fn classify(text: &str) -> (bool, bool) {
     let alone = (words.first() == Some(&"CREATE") || words.first() == Some(&"DROP") || words.first() == Some(&"REINDEX"))
         && words.contains(&"CONCURRENTLY")
         || words.first() == Some(&"VACUUM");
-    let commit_after = words.first() == Some(&"ALTER")
-        && words.get(1) == Some(&"TYPE")
-        && upper.contains(" ADD VALUE ");
+    let commit_after = words.first() == Some(&"ALTER") && words.get(1) == Some(&"TYPE") && upper.contains(" ADD VALUE ");
     (alone, commit_after)
 }
 
@@ -223,8 +225,8 @@ async fn load_files(conn: &Conn, files: &[SourceFile]) -> Result<(), SchemaError
     conn.client.batch_execute(LOAD_SETTINGS).await.map_err(|e| SchemaError::db("preparing the scratch session", &e))?;
     let mut stmts: Vec<Stmt<'_>> = Vec::new();
     for f in files {
-        let split = sql::split(&f.text, Dialect::Postgres)
-            .map_err(|e| SchemaError::Lex { file: f.name.clone(), message: e.to_string() })?;
+        let split =
+            sql::split(&f.text, Dialect::Postgres).map_err(|e| SchemaError::Lex { file: f.name.clone(), message: e.to_string() })?;
         for s in split {
             if sql::is_transaction_control(&s.text) {
                 continue;
@@ -258,13 +260,7 @@ fn load_error(s: &Stmt<'_>, line_offset: usize, e: &tokio_postgres::Error) -> Sc
     if statement.len() < s.text.len() {
         statement.push('…');
     }
-    SchemaError::Load {
-        file: s.file.to_string(),
-        line: s.line + line_offset,
-        statement,
-        message: pg_message(e),
-        sqlstate: sqlstate(e),
-    }
+    SchemaError::Load { file: s.file.to_string(), line: s.line + line_offset, statement, message: pg_message(e), sqlstate: sqlstate(e) }
 }
 
 async fn run_alone(conn: &Conn, s: &Stmt<'_>) -> Result<(), SchemaError> {
@@ -274,9 +270,7 @@ async fn run_alone(conn: &Conn, s: &Stmt<'_>) -> Result<(), SchemaError> {
 /// Line offset (0-based) of the error position inside `text`, if the server gave one.
 fn position_line(text: &str, e: &tokio_postgres::Error) -> usize {
     match e.as_db_error().and_then(|d| d.position()) {
-        Some(ErrorPosition::Original(pos)) => {
-            text.chars().take((*pos as usize).saturating_sub(1)).filter(|c| *c == '\n').count()
-        }
+        Some(ErrorPosition::Original(pos)) => text.chars().take((*pos as usize).saturating_sub(1)).filter(|c| *c == '\n').count(),
         _ => 0,
     }
 }
@@ -294,7 +288,9 @@ async fn run_chunk(conn: &Conn, chunk: &[Stmt<'_>]) -> Result<(), SchemaError> {
         chars += s.text.chars().count() + 2;
     }
     body.push_str("COMMIT");
-    let Err(e) = conn.client.batch_execute(&body).await else { return Ok(()) };
+    let Err(e) = conn.client.batch_execute(&body).await else {
+        return Ok(());
+    };
     let _ = conn.client.batch_execute("ROLLBACK").await;
     if let Some(ErrorPosition::Original(pos)) = e.as_db_error().and_then(|d| d.position()) {
         let pos = (*pos as usize).saturating_sub(1);

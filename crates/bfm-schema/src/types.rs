@@ -170,10 +170,7 @@ impl FromStr for HazardCode {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         HazardCode::ALL.iter().copied().find(|c| c.as_str().eq_ignore_ascii_case(s.trim())).ok_or_else(|| {
-            format!(
-                "unknown hazard code {s:?}; known codes: {}",
-                HazardCode::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
-            )
+            format!("unknown hazard code {s:?}; known codes: {}", HazardCode::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", "))
         })
     }
 }
@@ -243,11 +240,7 @@ impl Step {
         if !self.destructive {
             return Vec::new();
         }
-        self.hazards
-            .iter()
-            .filter(|h| h.code.is_destructive())
-            .map(|h| Approval { code: h.code, object: self.object.clone() })
-            .collect()
+        self.hazards.iter().filter(|h| h.code.is_destructive()).map(|h| Approval { code: h.code, object: self.object.clone() }).collect()
     }
 }
 
@@ -315,10 +308,7 @@ impl FromStr for Approval {
         let code: HazardCode = code.parse().map_err(err)?;
         let object = object.trim();
         if object.is_empty() {
-            return Err(SchemaError::InvalidApproval {
-                input: s.to_string(),
-                reason: "the object after ':' is empty".into(),
-            });
+            return Err(SchemaError::InvalidApproval { input: s.to_string(), reason: "the object after ':' is empty".into() });
         }
         Ok(Approval { code, object: object.to_string() })
     }

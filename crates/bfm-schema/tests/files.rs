@@ -63,9 +63,7 @@ async fn load_errors_name_file_and_line() {
     let live = TestDb::new("loaderr").await;
     let dir = tempfile::tempdir().expect("tempdir");
     write(dir.path(), "a.sql", "CREATE TABLE a (id int);\n\nCREATE TABLE b (\n  id int,\n  x nosuchtype\n);\n");
-    let err = plan(&live.target(), &DesiredSource { dir: dir.path().to_path_buf(), bootstrap: None })
-        .await
-        .expect_err("must fail");
+    let err = plan(&live.target(), &DesiredSource { dir: dir.path().to_path_buf(), bootstrap: None }).await.expect_err("must fail");
     match &err {
         SchemaError::Load { file, line, message, .. } => {
             assert!(file.ends_with("a.sql"), "{file}");

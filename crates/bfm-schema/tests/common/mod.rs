@@ -27,11 +27,7 @@ pub struct TestDb {
 impl TestDb {
     pub async fn new(tag: &str) -> TestDb {
         static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "bfm_schema_t_{tag}_{}_{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
+        let name = format!("bfm_schema_t_{tag}_{}_{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed));
         let admin = client(&server_url("postgres")).await;
         admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.expect("drop old");
         admin.batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE template0")).await.expect("create db");
@@ -112,10 +108,7 @@ pub fn has_step(plan: &SchemaPlan, needle: &str) -> bool {
 }
 
 pub fn step_for<'a>(plan: &'a SchemaPlan, object: &str) -> &'a Step {
-    plan.steps
-        .iter()
-        .find(|s| s.object == object)
-        .unwrap_or_else(|| panic!("no step for {object}:\n{}", render_plan_text(plan, false)))
+    plan.steps.iter().find(|s| s.object == object).unwrap_or_else(|| panic!("no step for {object}:\n{}", render_plan_text(plan, false)))
 }
 
 /// A schema with every first-stage object kind.
