@@ -141,10 +141,10 @@ pub(crate) fn checkin(url: &str, conn: Conn) {
         let url = url.to_string();
         handle.spawn(async move {
             tokio::time::sleep(POOL_IDLE).await;
-            if let Ok(mut p) = pool().lock() {
-                if let Some(list) = p.get_mut(&url) {
-                    list.retain(|x| x.id != id);
-                }
+            if let Ok(mut p) = pool().lock()
+                && let Some(list) = p.get_mut(&url)
+            {
+                list.retain(|x| x.id != id);
             }
         });
     }

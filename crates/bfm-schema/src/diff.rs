@@ -321,13 +321,7 @@ pub(crate) fn type_change(from: &str, to: &str) -> (bool, bool) {
     }
     let stringy = |b: &str| b == "character varying" || b == "text";
     match (fb.as_str(), tb.as_str()) {
-        ("character varying", "character varying") => {
-            if tm.is_empty() || (!fm.is_empty() && tm[0] >= fm[0]) {
-                (false, false)
-            } else {
-                (true, true)
-            }
-        }
+        ("character varying", "character varying") if (tm.is_empty() || (!fm.is_empty() && tm[0] >= fm[0])) => (false, false),
         (f, "text") if stringy(f) => (false, false),
         ("text", "character varying") if tm.is_empty() => (false, false),
         ("numeric", "numeric") => {
@@ -511,10 +505,10 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
     // Functions whose signature changes incompatibly are dropped and created again.
     let mut recreated_functions: BTreeSet<String> = BTreeSet::new();
     for (k, f) in &from.functions {
-        if let Some(t) = to.functions.get(k) {
-            if f.result != t.result || f.arguments != t.arguments || f.procedure != t.procedure {
-                recreated_functions.insert(k.clone());
-            }
+        if let Some(t) = to.functions.get(k)
+            && (f.result != t.result || f.arguments != t.arguments || f.procedure != t.procedure)
+        {
+            recreated_functions.insert(k.clone());
         }
     }
     let recreated_fn_names: Vec<String> = recreated_functions
@@ -526,10 +520,11 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
     // Enums rebuilt because values were removed or reordered.
     let mut rebuilt_enums: BTreeSet<String> = BTreeSet::new();
     for (k, e) in &from.enums {
-        if let Some(t) = to.enums.get(k) {
-            if e.labels != t.labels && !is_subsequence(&e.labels, &t.labels) {
-                rebuilt_enums.insert(k.clone());
-            }
+        if let Some(t) = to.enums.get(k)
+            && e.labels != t.labels
+            && !is_subsequence(&e.labels, &t.labels)
+        {
+            rebuilt_enums.insert(k.clone());
         }
     }
 
@@ -608,22 +603,21 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
 
     let mut recreated_triggers: BTreeSet<String> = BTreeSet::new();
     for (k, t) in &from.triggers {
-        if let Some(n) = to.triggers.get(k) {
-            if t.definition != n.definition
+        if let Some(n) = to.triggers.get(k)
+            && (t.definition != n.definition
                 || recreated_views.contains(&t.table_key())
-                || recreated_fn_names.iter().any(|f| t.definition.contains(f.as_str()))
-            {
-                recreated_triggers.insert(k.clone());
-            }
+                || recreated_fn_names.iter().any(|f| t.definition.contains(f.as_str())))
+        {
+            recreated_triggers.insert(k.clone());
         }
     }
 
     let mut recreated_indexes: BTreeSet<String> = BTreeSet::new();
     for (k, i) in &from.indexes {
-        if let Some(n) = to.indexes.get(k) {
-            if i.definition != n.definition || !i.valid {
-                recreated_indexes.insert(k.clone());
-            }
+        if let Some(n) = to.indexes.get(k)
+            && (i.definition != n.definition || !i.valid)
+        {
+            recreated_indexes.insert(k.clone());
         }
     }
 
@@ -1040,10 +1034,10 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
             continue;
         }
         // A sequence owned by a dropped table goes with it.
-        if let Some(o) = &s.owned_by {
-            if dropped_tables.contains(&crate::ident::display_name(&o.schema, &o.table)) {
-                continue;
-            }
+        if let Some(o) = &s.owned_by
+            && dropped_tables.contains(&crate::ident::display_name(&o.schema, &o.table))
+        {
+            continue;
         }
         b.push(
             R_DROP_SEQUENCE,
@@ -1129,20 +1123,21 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
     for (k, c) in &to.constraints {
         let exists = from.constraints.contains_key(k) && !recreated_constraints.contains(k);
         if exists {
-            if let Some(old) = from.constraints.get(k) {
-                if !old.validated && c.validated {
-                    b.push(
-                        if c.kind == ConstraintKind::ForeignKey { R_FK } else { R_CONSTRAINT },
-                        S::new(
-                            ObjectKind::Constraint,
-                            k,
-                            StepOp::Alter,
-                            format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", qualified(&c.schema, &c.table), quote_ident(&c.name)),
-                        )
-                        .lock(LockLevel::ShareUpdateExclusive)
-                        .hazard(HazardCode::DataDependent, "fails if existing rows violate the constraint"),
-                    );
-                }
+            if let Some(old) = from.constraints.get(k)
+                && !old.validated
+                && c.validated
+            {
+                b.push(
+                    if c.kind == ConstraintKind::ForeignKey { R_FK } else { R_CONSTRAINT },
+                    S::new(
+                        ObjectKind::Constraint,
+                        k,
+                        StepOp::Alter,
+                        format!("ALTER TABLE {} VALIDATE CONSTRAINT {}", qualified(&c.schema, &c.table), quote_ident(&c.name)),
+                    )
+                    .lock(LockLevel::ShareUpdateExclusive)
+                    .hazard(HazardCode::DataDependent, "fails if existing rows violate the constraint"),
+                );
             }
             continue;
         }
@@ -1170,22 +1165,21 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
             }
             s.check_index = Some(q.clone());
             b.push(R_INDEX, s);
-            if recreated_indexes.contains(k) {
-                if let Some(old) = from.indexes.get(k) {
-                    if old.valid {
-                        b.push(
-                            R_INDEX,
-                            S::new(
-                                ObjectKind::Index,
-                                k,
-                                StepOp::Drop,
-                                format!("DROP INDEX CONCURRENTLY IF EXISTS {}", qualified(&old.schema, &old_index_name(&old.name))),
-                            )
-                            .lock(LockLevel::ShareUpdateExclusive)
-                            .non_transactional(),
-                        );
-                    }
-                }
+            if recreated_indexes.contains(k)
+                && let Some(old) = from.indexes.get(k)
+                && old.valid
+            {
+                b.push(
+                    R_INDEX,
+                    S::new(
+                        ObjectKind::Index,
+                        k,
+                        StepOp::Drop,
+                        format!("DROP INDEX CONCURRENTLY IF EXISTS {}", qualified(&old.schema, &old_index_name(&old.name))),
+                    )
+                    .lock(LockLevel::ShareUpdateExclusive)
+                    .non_transactional(),
+                );
             }
         }
     }

@@ -530,17 +530,17 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
         });
     }
     for (oid, list) in cols {
-        if let Some(info) = rels.get(&oid) {
-            if let Some(t) = m.tables.get_mut(&display_name(&info.schema, &info.name)) {
-                t.columns = list;
-            }
+        if let Some(info) = rels.get(&oid)
+            && let Some(t) = m.tables.get_mut(&display_name(&info.schema, &info.name))
+        {
+            t.columns = list;
         }
     }
     for (oid, list) in view_cols {
-        if let Some(info) = rels.get(&oid) {
-            if let Some(v) = m.views.get_mut(&display_name(&info.schema, &info.name)) {
-                v.columns = list;
-            }
+        if let Some(info) = rels.get(&oid)
+            && let Some(v) = m.views.get_mut(&display_name(&info.schema, &info.name))
+        {
+            v.columns = list;
         }
     }
 
@@ -627,10 +627,10 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
             definition = stripped.to_string();
         }
         if rel == 0 {
-            if let Some(dk) = domains_by_oid.get(&typ) {
-                if let Some(d) = m.domains.get_mut(dk) {
-                    d.constraints.insert(name, DomainConstraint { definition, validated });
-                }
+            if let Some(dk) = domains_by_oid.get(&typ)
+                && let Some(d) = m.domains.get_mut(dk)
+            {
+                d.constraints.insert(name, DomainConstraint { definition, validated });
             }
             continue;
         }
@@ -775,11 +775,11 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
         e.0.insert(rel);
     }
     for (oid, (rels_used, cols_used)) in deps {
-        if let Some(info) = rels.get(&oid) {
-            if let Some(v) = m.views.get_mut(&display_name(&info.schema, &info.name)) {
-                v.depends_on = rels_used.into_iter().collect();
-                v.depends_on_columns = cols_used.into_iter().collect();
-            }
+        if let Some(info) = rels.get(&oid)
+            && let Some(v) = m.views.get_mut(&display_name(&info.schema, &info.name))
+        {
+            v.depends_on = rels_used.into_iter().collect();
+            v.depends_on_columns = cols_used.into_iter().collect();
         }
     }
 
@@ -819,17 +819,15 @@ fn index_definition(
                 Some(c) => coll != c,
                 None => coll != 0 && coll != DEFAULT_COLLATION_OID,
             };
-            if differs {
-                if let Some(name) = collations.get(&coll) {
-                    text.push_str(&format!(" COLLATE {name}"));
-                }
+            if differs && let Some(name) = collations.get(&coll) {
+                text.push_str(&format!(" COLLATE {name}"));
             }
         }
-        if let Some((name, is_default)) = raw.classes.get(k).and_then(|c| opclasses.get(c)) {
-            if !is_default {
-                text.push(' ');
-                text.push_str(name);
-            }
+        if let Some((name, is_default)) = raw.classes.get(k).and_then(|c| opclasses.get(c))
+            && !is_default
+        {
+            text.push(' ');
+            text.push_str(name);
         }
         let opt = raw.options.get(k).copied().unwrap_or(0);
         if opt & 1 != 0 {

@@ -60,8 +60,11 @@ struct CachedDesired {
 
 const CACHE_CAPACITY: usize = 16;
 
-fn cache() -> &'static Mutex<(HashMap<String, Arc<CachedDesired>>, Vec<String>)> {
-    static CACHE: OnceLock<Mutex<(HashMap<String, Arc<CachedDesired>>, Vec<String>)>> = OnceLock::new();
+/// Cached desired models by key, and the keys in insertion order (oldest first).
+type DesiredCache = (HashMap<String, Arc<CachedDesired>>, Vec<String>);
+
+fn cache() -> &'static Mutex<DesiredCache> {
+    static CACHE: OnceLock<Mutex<DesiredCache>> = OnceLock::new();
     CACHE.get_or_init(|| Mutex::new((HashMap::new(), Vec::new())))
 }
 

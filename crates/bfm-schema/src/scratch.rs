@@ -139,12 +139,12 @@ async fn drop_leftovers(admin: &Conn) {
             continue;
         };
         let created = name[SCRATCH_PREFIX.len()..].split('_').next().and_then(|s| s.parse::<u64>().ok());
-        if let Some(created) = created {
-            if now.saturating_sub(created) > LEFTOVER_AGE_SECS {
-                tracing::info!(database = %name, "dropping leftover scratch database");
-                if let Err(e) = admin.client.batch_execute(&drop_sql(&name)).await {
-                    tracing::warn!(database = %name, error = %e, "cannot drop leftover scratch database");
-                }
+        if let Some(created) = created
+            && now.saturating_sub(created) > LEFTOVER_AGE_SECS
+        {
+            tracing::info!(database = %name, "dropping leftover scratch database");
+            if let Err(e) = admin.client.batch_execute(&drop_sql(&name)).await {
+                tracing::warn!(database = %name, error = %e, "cannot drop leftover scratch database");
             }
         }
     }
