@@ -187,6 +187,9 @@ async fn main() {
     let first = must(bfm_schema::plan_between(&url_a, &url_b, &[]).await, "plan_between");
     let first_total = t.elapsed().as_secs_f64() * 1000.0;
     let steps = first.steps.len();
+    if std::env::var_os("BENCH_PRINT_PLAN").is_some() {
+        eprintln!("{}", bfm_schema::render_plan_text(&first, false));
+    }
     let mut db_total = Vec::new();
     let mut db_intro = Vec::new();
     let mut db_diff = Vec::new();
