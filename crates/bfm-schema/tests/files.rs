@@ -106,3 +106,17 @@ async fn snapshot_and_validate_report_drift() {
     assert_eq!(removed.change, DriftChange::Removed);
     assert_eq!(report.drifts.len(), 3, "{report:#?}");
 }
+
+#[tokio::test]
+async fn tls_modes_connect() {
+    let db = TestDb::with("tls", "CREATE TABLE t (id int);").await;
+    for mode in ["disable", "prefer", "require"] {
+        let target = SchemaTarget { database_url: format!("{}?sslmode={mode}", db.url), managed_schemas: vec![] };
+        let snap = snapshot(&target).await.unwrap_or_else(|e| panic!("sslmode={mode}: {e}"));
+        assert!(snap.fingerprint.starts_with("v1:"));
+    }
+    let bad = SchemaTarget { database_url: "postgres://postgres@127.0.0.1:1/nowhere".into(), managed_schemas: vec![] };
+    let err = snapshot(&bad).await.expect_err("no server");
+    assert!(matches!(err, SchemaError::Connect { .. }), "{err}");
+    assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
+}
