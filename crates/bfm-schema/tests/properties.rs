@@ -65,23 +65,23 @@ fn build(n: usize, refs: &[Option<usize>], views: &[bool], extra_cols: &[u8]) ->
                 comment: None,
             },
         );
-        if let Some(Some(r)) = refs.get(i) {
-            if *r < n {
-                m.constraints.insert(
-                    format!("app.{name}.{name}_fk"),
-                    Constraint {
-                        schema: "app".into(),
-                        table: name.clone(),
-                        name: format!("{name}_fk"),
-                        kind: ConstraintKind::ForeignKey,
-                        definition: format!("FOREIGN KEY (parent) REFERENCES app.t{r}(id)"),
-                        validated: true,
-                        references: Some(format!("app.t{r}")),
-                        index_definition: None,
-                        comment: None,
-                    },
-                );
-            }
+        if let Some(Some(r)) = refs.get(i)
+            && *r < n
+        {
+            m.constraints.insert(
+                format!("app.{name}.{name}_fk"),
+                Constraint {
+                    schema: "app".into(),
+                    table: name.clone(),
+                    name: format!("{name}_fk"),
+                    kind: ConstraintKind::ForeignKey,
+                    definition: format!("FOREIGN KEY (parent) REFERENCES app.t{r}(id)"),
+                    validated: true,
+                    references: Some(format!("app.t{r}")),
+                    index_definition: None,
+                    comment: None,
+                },
+            );
         }
     }
     let mut prev_view: Option<String> = None;
