@@ -403,6 +403,12 @@ fn mentions_relation(f: &Function, relations: &BTreeSet<String>) -> bool {
     words(&f.arguments) || f.result.as_deref().is_some_and(words)
 }
 
+/// A function whose body is SQL-standard (`BEGIN ATOMIC … END` or `RETURN …`) rather than a
+/// string: `pg_get_functiondef` then prints no `AS $…$` clause.
+fn is_sql_standard_body(f: &Function) -> bool {
+    !f.definition.contains("\nAS $")
+}
+
 fn function_kind(f: &Function) -> ObjectKind {
     if f.procedure { ObjectKind::Procedure } else { ObjectKind::Function }
 }
@@ -625,7 +631,12 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
     for (k, p) in &from.policies {
         if let Some(n) = to.policies.get(k) {
             let removes_clause = (p.using.is_some() && n.using.is_none()) || (p.check.is_some() && n.check.is_none());
-            if p.command != n.command || p.permissive != n.permissive || removes_clause {
+            // A policy reading a column that is dropped or changes type blocks that ALTER
+            // TABLE: change it by dropping it first and creating it afterwards.
+            let exprs_changed = p.using != n.using || p.check != n.check || p.roles != n.roles;
+            let prefix = format!("{}.", p.table_key());
+            let table_touched = exprs_changed && touched_columns.range(prefix.clone()..).next().is_some_and(|c| c.starts_with(&prefix));
+            if p.command != n.command || p.permissive != n.permissive || removes_clause || table_touched {
                 recreated_policies.insert(k.clone());
             }
         }
@@ -769,7 +780,9 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
     for (k, f) in &from.functions {
         let dropped = !to.functions.contains_key(k);
         let recreated = recreated_functions.contains(k);
-        if (dropped && mentions_relation(f, &gone_relations)) || recreated {
+        // Dropped before the tables when its signature uses a dropped relation or its
+        // SQL-standard body (which depends on what it reads) may read one.
+        if (dropped && (mentions_relation(f, &gone_relations) || (is_sql_standard_body(f) && !gone_relations.is_empty()))) || recreated {
             late_dropped_functions.insert(k.clone());
             b.push(
                 R_DROP_FUNCTION_EARLY,
@@ -967,7 +980,10 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
     }
     let to_relations: BTreeSet<String> = to.tables.keys().chain(to.views.keys()).cloned().collect();
     for (k, f) in &to.functions {
-        let rank = if mentions_relation(f, &to_relations) { R_FUNCTION_LATE } else { R_FUNCTION };
+        // SQL-standard bodies (BEGIN ATOMIC / RETURN) are parsed at creation, so they need the
+        // tables they read: create them after tables, like functions using row types.
+        let late = mentions_relation(f, &to_relations) || is_sql_standard_body(f);
+        let rank = if late { R_FUNCTION_LATE } else { R_FUNCTION };
         match from.functions.get(k) {
             Some(old) if !recreated_functions.contains(k) => {
                 if old.definition != f.definition {

@@ -356,3 +356,21 @@ async fn index_features_round_trip() {
     assert!(step_for(&plan, "public.t_gin").sql.contains("USING gin (\"d\" \"jsonb_path_ops\")"));
     apply_converges(&live, &desired, &plan).await;
 }
+
+#[tokio::test]
+async fn policies_on_changed_columns_and_sql_standard_functions() {
+    let before = "CREATE TABLE t (id int, owner text, legacy int);
+                  CREATE POLICY p ON t USING (legacy > 0);";
+    let after = "CREATE TABLE t (id int, owner text);
+                 CREATE FUNCTION t_count() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM t; END;
+                 CREATE FUNCTION t_max() RETURNS int LANGUAGE sql RETURN (SELECT max(id) FROM t);
+                 CREATE TABLE u (id int);
+                 CREATE FUNCTION u_count() RETURNS bigint LANGUAGE sql BEGIN ATOMIC SELECT count(*) FROM u; END;
+                 CREATE POLICY p ON t USING (owner = current_user);";
+    let plan = scenario("policy_cols", before, after).await;
+    let p: Vec<&Step> = plan.steps.iter().filter(|s| s.object == "public.t.p").collect();
+    assert_eq!((p[0].op, p[1].op), (StepOp::Drop, StepOp::Create), "{}", render_plan_text(&plan, false));
+    // The function reading the new table u is created after it.
+    let pos = |o: &str| plan.steps.iter().position(|s| s.object == o).expect(o);
+    assert!(pos("public.u") < pos("public.u_count()"));
+}

@@ -152,6 +152,7 @@ COMMENT ON VIEW app.active_users IS 'active ones';
 CREATE FUNCTION app.touch() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN NEW.note := coalesce(NEW.note, ''); RETURN NEW; END $$;
 CREATE FUNCTION app.user_count() RETURNS bigint LANGUAGE sql STABLE AS $$ SELECT count(*) FROM app.users $$;
 COMMENT ON FUNCTION app.user_count() IS 'how many';
+CREATE FUNCTION app.user_total() RETURNS bigint LANGUAGE sql STABLE BEGIN ATOMIC SELECT count(*) FROM app.users; END;
 CREATE PROCEDURE app.noop(a integer) LANGUAGE plpgsql AS $$ BEGIN NULL; END $$;
 CREATE FUNCTION app.orders_of(u bigint) RETURNS SETOF app.orders LANGUAGE sql AS $$ SELECT * FROM app.orders WHERE user_id = u $$;
 CREATE TRIGGER orders_touch BEFORE INSERT ON app.orders FOR EACH ROW EXECUTE FUNCTION app.touch();
