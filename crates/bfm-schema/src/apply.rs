@@ -184,6 +184,7 @@ async fn run_transaction(conn: &Conn, steps: &[&Step], opts: &ApplyOptions, appl
         let t = Instant::now();
         if let Err(e) = conn.client.batch_execute(&s.sql).await {
             let _ = conn.client.batch_execute("ROLLBACK").await;
+            cleanup(conn, s).await;
             return Err(step_error(s, &e, applied.len(), true));
         }
         done.push(AppliedStep { id: s.id, object: s.object.clone(), duration_ms: t.elapsed().as_secs_f64() * 1000.0 });
@@ -210,6 +211,7 @@ async fn run_alone(conn: &Conn, s: &Step, opts: &ApplyOptions, applied: &mut Vec
         if let Some(idx) = &s.check_index {
             drop_if_invalid(conn, idx).await;
         }
+        cleanup(conn, s).await;
         return Err(step_error(s, &e, applied.len(), false));
     }
     if let Some(idx) = &s.check_index {
@@ -235,6 +237,15 @@ async fn run_alone(conn: &Conn, s: &Step, opts: &ApplyOptions, applied: &mut Vec
     reset.map_err(|e| SchemaError::db("resetting timeouts", &e))?;
     applied.push(AppliedStep { id: s.id, object: s.object.clone(), duration_ms: t.elapsed().as_secs_f64() * 1000.0 });
     Ok(())
+}
+
+/// Run a failed step's cleanup statement (best effort: the step's own error is what matters).
+async fn cleanup(conn: &Conn, s: &Step) {
+    if let Some(sql) = &s.cleanup {
+        if let Err(e) = conn.client.batch_execute(sql).await {
+            tracing::warn!(step = s.id, error = %pg_message(&e), "cleanup after a failed step failed");
+        }
+    }
 }
 
 async fn drop_if_invalid(conn: &Conn, idx: &str) {

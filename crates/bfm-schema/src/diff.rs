@@ -96,6 +96,7 @@ struct S {
     hazards: Vec<Hazard>,
     commit_after: bool,
     check_index: Option<String>,
+    cleanup: Option<String>,
 }
 
 impl S {
@@ -111,6 +112,7 @@ impl S {
             hazards: Vec::new(),
             commit_after: false,
             check_index: None,
+            cleanup: None,
         }
     }
     fn lock(mut self, l: LockLevel) -> S {
@@ -158,6 +160,7 @@ impl Builder {
                 hazards: s.hazards,
                 destructive,
                 check_index: s.check_index,
+                cleanup: s.cleanup,
             },
         });
     }
@@ -1521,11 +1524,39 @@ fn alter_table(b: &mut Builder, k: &str, ft: &Table, tt: &Table) {
                 );
             }
         }
+        let mut after: Vec<String> = Vec::new();
         if !fc.not_null && tc.not_null {
-            subs.push(format!("ALTER COLUMN {col} SET NOT NULL"));
-            s = s
-                .hazard(HazardCode::DataDependent, "fails if the column has NULLs")
-                .hazard(HazardCode::AccessExclusiveLock, "the table is scanned while it is locked");
+            let rewritten = s.rewrites;
+            let adds_identity = fc.identity.is_none() && tc.identity.is_some();
+            if rewritten || adds_identity {
+                subs.push(format!("ALTER COLUMN {col} SET NOT NULL"));
+                s = s
+                    .hazard(HazardCode::DataDependent, "fails if the column has NULLs")
+                    .hazard(HazardCode::AccessExclusiveLock, "the table is scanned while it is locked");
+            } else {
+                // Online: a NOT VALID check (brief lock), validated under SHARE UPDATE
+                // EXCLUSIVE, lets SET NOT NULL skip its scan; then the check goes.
+                let check = quote_ident(&not_null_check_name(&tt.name, &tc.name));
+                b.push(
+                    R_ALTER_TABLE,
+                    S::new(
+                        ObjectKind::Column,
+                        &obj,
+                        StepOp::Alter,
+                        format!("ALTER TABLE {q} ADD CONSTRAINT {check} CHECK ({col} IS NOT NULL) NOT VALID"),
+                    )
+                    .lock(LockLevel::AccessExclusive)
+                    .commit_after(),
+                );
+                let mut validate = S::new(ObjectKind::Column, &obj, StepOp::Alter, format!("ALTER TABLE {q} VALIDATE CONSTRAINT {check}"))
+                    .lock(LockLevel::ShareUpdateExclusive)
+                    .hazard(HazardCode::DataDependent, "fails if the column has NULLs")
+                    .commit_after();
+                validate.cleanup = Some(format!("ALTER TABLE {q} DROP CONSTRAINT IF EXISTS {check}"));
+                b.push(R_ALTER_TABLE, validate);
+                subs.push(format!("ALTER COLUMN {col} SET NOT NULL"));
+                after.push(format!("ALTER TABLE {q} DROP CONSTRAINT {check}"));
+            }
         }
         match (&fc.identity, &tc.identity) {
             (None, Some(id)) => subs.push(format!(
@@ -1577,8 +1608,21 @@ fn alter_table(b: &mut Builder, k: &str, ft: &Table, tt: &Table) {
             continue;
         }
         s.sql = format!("ALTER TABLE {q}\n    {}", subs.join(",\n    "));
+        for stmt in after {
+            s.sql.push_str(";\n");
+            s.sql.push_str(&stmt);
+        }
         b.push(R_ALTER_TABLE, s);
     }
+}
+
+/// Name of the temporary check behind an online SET NOT NULL (at most 63 bytes).
+fn not_null_check_name(table: &str, column: &str) -> String {
+    let mut base = format!("{table}_{column}");
+    while base.len() > 50 {
+        base.pop();
+    }
+    format!("{base}_bfm_not_null")
 }
 
 impl Column {

@@ -232,6 +232,10 @@ pub struct Step {
     /// (quoted, schema-qualified).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub check_index: Option<String>,
+    /// SQL run after this step fails, to remove what earlier steps of the same change left
+    /// behind (the temporary check of an online SET NOT NULL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cleanup: Option<String>,
 }
 
 impl Step {

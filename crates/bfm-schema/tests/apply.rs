@@ -126,15 +126,28 @@ async fn failed_concurrent_unique_build_leaves_no_invalid_index() {
 
 #[tokio::test]
 async fn failed_step_rolls_back_its_transaction_group() {
-    let live = TestDb::with("rb_l", "CREATE TABLE t (id int); INSERT INTO t VALUES (NULL);").await;
-    let desired = TestDb::with("rb_d", "CREATE TABLE t (id int NOT NULL); CREATE TABLE other (id int);").await;
+    let live = TestDb::with("rb_l", "CREATE TABLE t (v text); INSERT INTO t VALUES ('abc');").await;
+    let desired = TestDb::with("rb_d", "CREATE TABLE t (v integer); CREATE TABLE other (id int);").await;
     let plan = plan_dbs(&live, &desired).await;
-    let err = apply(&live.target(), &plan, &[], &ApplyOptions::default()).await.expect_err("nulls");
+    let err = apply(&live.target(), &plan, &approvals_for(&plan), &ApplyOptions::default()).await.expect_err("not a number");
     let text = err.to_string();
-    assert!(text.contains("public.t.id") && text.contains("SET NOT NULL"), "{text}");
+    assert!(text.contains("public.t.v") && text.contains("TYPE integer"), "{text}");
     assert!(matches!(err, SchemaError::Step { rolled_back: true, .. }));
     // `other` was in the same transaction group: rolled back with it.
     assert_eq!(live.query_one_i64("SELECT count(*) FROM pg_class WHERE relname = 'other'").await, 0);
+}
+
+#[tokio::test]
+async fn failed_online_not_null_leaves_no_temporary_check() {
+    let live = TestDb::with("nn_l", "CREATE TABLE t (id int); INSERT INTO t VALUES (NULL);").await;
+    let desired = TestDb::with("nn_d", "CREATE TABLE t (id int NOT NULL);").await;
+    let plan = plan_dbs(&live, &desired).await;
+    let err = apply(&live.target(), &plan, &[], &ApplyOptions::default()).await.expect_err("nulls");
+    assert!(err.to_string().contains("VALIDATE CONSTRAINT"), "{err}");
+    assert_eq!(live.query_one_i64("SELECT count(*) FROM pg_constraint WHERE conname LIKE '%bfm_not_null'").await, 0);
+    // Once the NULLs are gone the same plan applies (the live schema did not change).
+    live.exec("UPDATE t SET id = 1").await;
+    apply_converges(&live, &desired, &plan).await;
 }
 
 #[tokio::test]

@@ -86,8 +86,13 @@ async fn columns_drop_and_type_changes() {
     assert!(s.destructive, "narrowing is destructive");
     let x = step_for(&plan, "public.t.x");
     assert!(x.sql.contains("SET DEFAULT 'b'"), "{}", x.sql);
-    let nn = step_for(&plan, "public.t.nn");
-    assert!(codes(nn).contains(&HazardCode::DataDependent) && nn.sql.contains("SET NOT NULL"));
+    // SET NOT NULL online: NOT VALID check, validate (own transactions), then SET NOT NULL.
+    let nn: Vec<&Step> = plan.steps.iter().filter(|s| s.object == "public.t.nn").collect();
+    assert_eq!(nn.len(), 3, "{}", render_plan_text(&plan, false));
+    assert!(nn[0].sql.ends_with("IS NOT NULL) NOT VALID") && nn[1].sql.contains("VALIDATE CONSTRAINT"));
+    assert!(codes(nn[1]).contains(&HazardCode::DataDependent) && nn[1].lock == LockLevel::ShareUpdateExclusive);
+    assert!(nn[2].sql.contains("SET NOT NULL") && nn[2].sql.contains("DROP CONSTRAINT") && nn[2].hazards.is_empty());
+    assert!(nn[0].group < nn[1].group && nn[1].group < nn[2].group);
     let mut req = plan.approvals_required.clone();
     req.sort();
     // text → varchar(100) may fail on long values: it needs approval as well.
