@@ -241,10 +241,10 @@ async fn run_alone(conn: &Conn, s: &Step, opts: &ApplyOptions, applied: &mut Vec
 
 /// Run a failed step's cleanup statement (best effort: the step's own error is what matters).
 async fn cleanup(conn: &Conn, s: &Step) {
-    if let Some(sql) = &s.cleanup {
-        if let Err(e) = conn.client.batch_execute(sql).await {
-            tracing::warn!(step = s.id, error = %pg_message(&e), "cleanup after a failed step failed");
-        }
+    if let Some(sql) = &s.cleanup
+        && let Err(e) = conn.client.batch_execute(sql).await
+    {
+        tracing::warn!(step = s.id, error = %pg_message(&e), "cleanup after a failed step failed");
     }
 }
 
