@@ -120,8 +120,18 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
     let mut tokens = Vec::new();
     let mut i = 0;
     let mut delimiter: Vec<u8> = b";".to_vec();
-    let at_line_start = |i: usize| i == 0 || bytes[..i].iter().rev().take_while(|b| **b != b'\n').all(|b| *b == b' ' || *b == b'\t');
-    let err = |at: usize, message: &str| LexError { line: line_of(src, at), message: message.to_string() };
+    let at_line_start = |i: usize| {
+        i == 0
+            || bytes[..i]
+                .iter()
+                .rev()
+                .take_while(|b| **b != b'\n')
+                .all(|b| *b == b' ' || *b == b'\t')
+    };
+    let err = |at: usize, message: &str| LexError {
+        line: line_of(src, at),
+        message: message.to_string(),
+    };
     while i < bytes.len() {
         let b = bytes[i];
         let start = i;
@@ -133,24 +143,36 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
             && bytes[i..i + 9].eq_ignore_ascii_case(b"DELIMITER")
             && (bytes[i + 9] == b' ' || bytes[i + 9] == b'\t')
         {
-            let line_end = bytes[i..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |p| i + p);
+            let line_end = bytes[i..]
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(bytes.len(), |p| i + p);
             let new = src[i + 9..line_end].trim();
             if new.is_empty() {
                 return Err(err(i, "DELIMITER needs a delimiter"));
             }
             delimiter = new.as_bytes().to_vec();
-            tokens.push(Token { kind: TokenKind::DelimiterCommand, start, end: line_end });
+            tokens.push(Token {
+                kind: TokenKind::DelimiterCommand,
+                start,
+                end: line_end,
+            });
             i = line_end;
             continue;
         }
         if bytes[i..].starts_with(&delimiter) {
             i += delimiter.len();
-            tokens.push(Token { kind: TokenKind::Terminator, start, end: i });
+            tokens.push(Token {
+                kind: TokenKind::Terminator,
+                start,
+                end: i,
+            });
             continue;
         }
         let kind = match b {
             b' ' | b'\t' | b'\r' | b'\n' | b'\x0c' => {
-                while i < bytes.len() && matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n' | b'\x0c') {
+                while i < bytes.len() && matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n' | b'\x0c')
+                {
                     i += 1;
                 }
                 TokenKind::Space
@@ -178,7 +200,11 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
                         return Err(err(start, "unterminated block comment"));
                     }
                     if bytes[i] == b'/' && bytes[i + 1] == b'*' {
-                        depth = if nests || depth == 0 { depth + 1 } else { depth };
+                        depth = if nests || depth == 0 {
+                            depth + 1
+                        } else {
+                            depth
+                        };
                         i += 2;
                     } else if bytes[i] == b'*' && bytes[i + 1] == b'/' {
                         depth -= 1;
@@ -190,7 +216,11 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
                         i += 1;
                     }
                 }
-                if executable { TokenKind::Other } else { TokenKind::Comment }
+                if executable {
+                    TokenKind::Other
+                } else {
+                    TokenKind::Comment
+                }
             }
             b'\'' => {
                 let backslash = dialect.backslash_in_single_quotes()
@@ -198,29 +228,42 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
                         && start > 0
                         && matches!(bytes[start - 1], b'E' | b'e')
                         && (start < 2 || !is_word_byte(bytes[start - 2])));
-                i = scan_quoted(bytes, i, b'\'', backslash).ok_or_else(|| err(start, "unterminated string literal"))?;
+                i = scan_quoted(bytes, i, b'\'', backslash)
+                    .ok_or_else(|| err(start, "unterminated string literal"))?;
                 TokenKind::Literal
             }
             b'"' => {
                 let mysql = matches!(dialect, Dialect::MySql);
-                i = scan_quoted(bytes, i, b'"', mysql).ok_or_else(|| err(start, "unterminated quoted identifier"))?;
-                if mysql { TokenKind::Literal } else { TokenKind::QuotedIdent }
+                i = scan_quoted(bytes, i, b'"', mysql)
+                    .ok_or_else(|| err(start, "unterminated quoted identifier"))?;
+                if mysql {
+                    TokenKind::Literal
+                } else {
+                    TokenKind::QuotedIdent
+                }
             }
             b'`' if dialect != Dialect::Postgres => {
-                i = scan_quoted(bytes, i, b'`', false).ok_or_else(|| err(start, "unterminated quoted identifier"))?;
+                i = scan_quoted(bytes, i, b'`', false)
+                    .ok_or_else(|| err(start, "unterminated quoted identifier"))?;
                 TokenKind::QuotedIdent
             }
             b'[' if dialect == Dialect::Sqlite => {
-                let close = bytes[i..].iter().position(|b| *b == b']').ok_or_else(|| err(start, "unterminated [identifier]"))?;
+                let close = bytes[i..]
+                    .iter()
+                    .position(|b| *b == b']')
+                    .ok_or_else(|| err(start, "unterminated [identifier]"))?;
                 i += close + 1;
                 TokenKind::QuotedIdent
             }
-            b'$' if dialect == Dialect::Postgres && (start == 0 || !is_word_byte(bytes[start - 1])) => {
+            b'$' if dialect == Dialect::Postgres
+                && (start == 0 || !is_word_byte(bytes[start - 1])) =>
+            {
                 match dollar_tag(bytes, i) {
                     Some(tag_end) => {
                         let tag = &bytes[i..tag_end];
                         let body_start = tag_end;
-                        let close = find(&bytes[body_start..], tag).ok_or_else(|| err(start, "unterminated dollar-quoted string"))?;
+                        let close = find(&bytes[body_start..], tag)
+                            .ok_or_else(|| err(start, "unterminated dollar-quoted string"))?;
                         i = body_start + close + tag.len();
                         TokenKind::DollarQuoted
                     }
@@ -235,7 +278,10 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
                 }
             }
             b if is_word_byte(b) => {
-                while i < bytes.len() && is_word_byte(bytes[i]) && (delimiter == b";" || !bytes[i..].starts_with(&delimiter)) {
+                while i < bytes.len()
+                    && is_word_byte(bytes[i])
+                    && (delimiter == b";" || !bytes[i..].starts_with(&delimiter))
+                {
                     i += 1;
                 }
                 TokenKind::Word
@@ -246,7 +292,11 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
                 TokenKind::Other
             }
         };
-        tokens.push(Token { kind, start, end: i });
+        tokens.push(Token {
+            kind,
+            start,
+            end: i,
+        });
     }
     Ok(tokens)
 }
@@ -279,7 +329,9 @@ fn dollar_tag(bytes: &[u8], i: usize) -> Option<usize> {
     if j < bytes.len() && bytes[j].is_ascii_digit() {
         return None;
     }
-    while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] >= 0x80) {
+    while j < bytes.len()
+        && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] >= 0x80)
+    {
         j += 1;
     }
     (j < bytes.len() && bytes[j] == b'$').then_some(j + 1)
@@ -304,10 +356,15 @@ impl BlockDepth {
         if self.words.len() < 4 {
             self.words.push(upper.clone());
         }
-        let is_trigger = self.words.first().is_some_and(|w| w == "CREATE") && self.words.iter().any(|w| w == "TRIGGER");
+        let is_trigger = self.words.first().is_some_and(|w| w == "CREATE")
+            && self.words.iter().any(|w| w == "TRIGGER");
         match upper.as_str() {
-            "ATOMIC" if dialect == Dialect::Postgres && self.prev.as_deref() == Some("BEGIN") => self.depth += 1,
-            "BEGIN" if dialect == Dialect::Sqlite && is_trigger && self.depth == 0 => self.depth += 1,
+            "ATOMIC" if dialect == Dialect::Postgres && self.prev.as_deref() == Some("BEGIN") => {
+                self.depth += 1
+            }
+            "BEGIN" if dialect == Dialect::Sqlite && is_trigger && self.depth == 0 => {
+                self.depth += 1
+            }
             "CASE" if self.depth > 0 => self.depth += 1,
             "END" if self.depth > 0 => self.depth -= 1,
             _ => {}
@@ -328,7 +385,10 @@ pub fn split(src: &str, dialect: Dialect) -> Result<Vec<Statement>, LexError> {
             TokenKind::Space | TokenKind::Comment | TokenKind::DelimiterCommand => {}
             TokenKind::Terminator if block.depth == 0 => {
                 if let Some(s) = first.take() {
-                    out.push(Statement { text: src[s..last].to_string(), line: line_of(src, s) });
+                    out.push(Statement {
+                        text: src[s..last].to_string(),
+                        line: line_of(src, s),
+                    });
                 }
                 block = BlockDepth::default();
             }
@@ -342,7 +402,10 @@ pub fn split(src: &str, dialect: Dialect) -> Result<Vec<Statement>, LexError> {
         }
     }
     if let Some(s) = first {
-        out.push(Statement { text: src[s..last].to_string(), line: line_of(src, s) });
+        out.push(Statement {
+            text: src[s..last].to_string(),
+            line: line_of(src, s),
+        });
     }
     Ok(out)
 }
@@ -380,7 +443,8 @@ pub fn normalise(src: &str, dialect: Dialect) -> Result<Vec<String>, LexError> {
                 if t.kind == TokenKind::Word {
                     block.word(text, dialect);
                 }
-                let loose = t.kind == TokenKind::Other && matches!(text, "(" | ")" | "," | "[" | "]");
+                let loose =
+                    t.kind == TokenKind::Other && matches!(text, "(" | ")" | "," | "[" | "]");
                 if pending_space && !loose && !prev_loose {
                     current.push(' ');
                 }
@@ -399,10 +463,16 @@ pub fn normalise(src: &str, dialect: Dialect) -> Result<Vec<String>, LexError> {
 /// Statements that control transactions; a migration that runs inside bfm's own transaction
 /// must not contain them.
 pub fn is_transaction_control(statement: &str) -> bool {
-    let first = statement.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+    let first = statement
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_ascii_uppercase();
     let first = first.trim_end_matches(';');
-    matches!(first, "BEGIN" | "COMMIT" | "ROLLBACK" | "END" | "SAVEPOINT" | "RELEASE")
-        || (first == "START" && statement.to_ascii_uppercase().contains("TRANSACTION"))
+    matches!(
+        first,
+        "BEGIN" | "COMMIT" | "ROLLBACK" | "END" | "SAVEPOINT" | "RELEASE"
+    ) || (first == "START" && statement.to_ascii_uppercase().contains("TRANSACTION"))
 }
 
 #[cfg(test)]
@@ -418,7 +488,11 @@ mod tests {
         let src = "CREATE TABLE a (x text default 'a;b'); -- c;\nINSERT INTO \"we;ird\" VALUES ($$x;y$$);\n/* ; */ SELECT 1";
         assert_eq!(
             texts(src, Dialect::Postgres),
-            vec!["CREATE TABLE a (x text default 'a;b')", "INSERT INTO \"we;ird\" VALUES ($$x;y$$)", "SELECT 1"]
+            vec![
+                "CREATE TABLE a (x text default 'a;b')",
+                "INSERT INTO \"we;ird\" VALUES ($$x;y$$)",
+                "SELECT 1"
+            ]
         );
     }
 
@@ -433,13 +507,25 @@ mod tests {
         let src = "CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $$ not end $$; $body$ LANGUAGE sql; SELECT $1;";
         assert_eq!(texts(src, Dialect::Postgres).len(), 2);
         // `a$b$` is an identifier, not a dollar quote.
-        assert_eq!(texts("SELECT a$b$ FROM t; SELECT 2", Dialect::Postgres).len(), 2);
+        assert_eq!(
+            texts("SELECT a$b$ FROM t; SELECT 2", Dialect::Postgres).len(),
+            2
+        );
     }
 
     #[test]
     fn postgres_escape_strings_and_nested_comments() {
-        assert_eq!(texts(r"SELECT E'it\'s;'; SELECT 'a\'; SELECT 2", Dialect::Postgres), vec![r"SELECT E'it\'s;'", r"SELECT 'a\'", "SELECT 2"]);
-        assert_eq!(texts("/* a /* b; */ c; */ SELECT 1; SELECT 2", Dialect::Postgres), vec!["SELECT 1", "SELECT 2"]);
+        assert_eq!(
+            texts(
+                r"SELECT E'it\'s;'; SELECT 'a\'; SELECT 2",
+                Dialect::Postgres
+            ),
+            vec![r"SELECT E'it\'s;'", r"SELECT 'a\'", "SELECT 2"]
+        );
+        assert_eq!(
+            texts("/* a /* b; */ c; */ SELECT 1; SELECT 2", Dialect::Postgres),
+            vec!["SELECT 1", "SELECT 2"]
+        );
     }
 
     #[test]
@@ -459,7 +545,11 @@ mod tests {
         let src = "DELIMITER $$\nCREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END$$\nDELIMITER ;\nINSERT INTO `a;b` VALUES ('it\\'s;'); # c;\nSELECT \"x;y\";";
         assert_eq!(
             texts(src, Dialect::MySql),
-            vec!["CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END", "INSERT INTO `a;b` VALUES ('it\\'s;')", "SELECT \"x;y\""]
+            vec![
+                "CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END",
+                "INSERT INTO `a;b` VALUES ('it\\'s;')",
+                "SELECT \"x;y\""
+            ]
         );
     }
 
@@ -475,16 +565,25 @@ mod tests {
     fn normal_form_ignores_comments_blanks_and_line_endings() {
         let a = "CREATE TABLE t (\n  id int -- key\n);\r\n\r\nINSERT INTO t VALUES (1);   \n";
         let b = "/* header */\nCREATE TABLE t (id int);\nINSERT INTO t VALUES (1)";
-        assert_eq!(normalise(a, Dialect::Postgres).unwrap(), normalise(b, Dialect::Postgres).unwrap());
+        assert_eq!(
+            normalise(a, Dialect::Postgres).unwrap(),
+            normalise(b, Dialect::Postgres).unwrap()
+        );
         let c = "CREATE TABLE t (id bigint);\nINSERT INTO t VALUES (1)";
-        assert_ne!(normalise(b, Dialect::Postgres).unwrap(), normalise(c, Dialect::Postgres).unwrap());
+        assert_ne!(
+            normalise(b, Dialect::Postgres).unwrap(),
+            normalise(c, Dialect::Postgres).unwrap()
+        );
         // Inside literals, blanks count.
         assert_ne!(
             normalise("SELECT 'a  b'", Dialect::Postgres).unwrap(),
             normalise("SELECT 'a b'", Dialect::Postgres).unwrap()
         );
         // A comment between two words still separates them.
-        assert_eq!(normalise("SELECT a/*x*/b", Dialect::Postgres).unwrap(), vec!["SELECT a b"]);
+        assert_eq!(
+            normalise("SELECT a/*x*/b", Dialect::Postgres).unwrap(),
+            vec!["SELECT a b"]
+        );
     }
 
     #[test]
