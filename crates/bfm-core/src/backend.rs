@@ -15,13 +15,8 @@ pub enum BackendKind {
 }
 
 impl BackendKind {
-    pub const ALL: [BackendKind; 5] = [
-        BackendKind::Postgresql,
-        BackendKind::Mysql,
-        BackendKind::Sqlite,
-        BackendKind::Greptimedb,
-        BackendKind::Etcd,
-    ];
+    pub const ALL: [BackendKind; 5] =
+        [BackendKind::Postgresql, BackendKind::Mysql, BackendKind::Sqlite, BackendKind::Greptimedb, BackendKind::Etcd];
 
     /// Parse a backend name as written in directories, env variables and requests.
     /// Aliases: `postgres`/`pg` ≡ `postgresql`, `mariadb` ≡ `mysql`, `sqlite3` ≡ `sqlite`,
@@ -60,11 +55,7 @@ impl BackendKind {
 
     /// File extension of scripts (`sql` or `json`).
     pub fn script_extension(self) -> &'static str {
-        if self == BackendKind::Etcd {
-            "json"
-        } else {
-            "sql"
-        }
+        if self == BackendKind::Etcd { "json" } else { "sql" }
     }
 
     /// Whether migrations on this backend can run in more than one schema (database, key
@@ -92,10 +83,7 @@ mod tests {
 
     #[test]
     fn aliases() {
-        assert_eq!(
-            BackendKind::parse(" Postgres "),
-            Some(BackendKind::Postgresql)
-        );
+        assert_eq!(BackendKind::parse(" Postgres "), Some(BackendKind::Postgresql));
         assert_eq!(BackendKind::parse("MariaDB"), Some(BackendKind::Mysql));
         assert_eq!(BackendKind::parse("mongodb"), None);
         for k in BackendKind::ALL {

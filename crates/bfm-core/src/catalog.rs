@@ -41,18 +41,8 @@ pub struct Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let sev = if self.severity == Severity::Warning {
-            "warning: "
-        } else {
-            ""
-        };
-        write!(
-            f,
-            "{}:{}: {sev}{}",
-            self.path.display(),
-            self.line.max(1),
-            self.message
-        )
+        let sev = if self.severity == Severity::Warning { "warning: " } else { "" };
+        write!(f, "{}:{}: {sev}{}", self.path.display(), self.line.max(1), self.message)
     }
 }
 
@@ -84,10 +74,7 @@ pub struct Catalog {
 /// The result of looking up a migration id given by a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup {
-    Found {
-        migration: Arc<Migration>,
-        schema: Option<String>,
-    },
+    Found { migration: Arc<Migration>, schema: Option<String> },
     NotFound,
     Ambiguous(Vec<String>),
 }
@@ -100,16 +87,9 @@ impl Catalog {
         let mut by_version_name: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, m) in migrations.iter().enumerate() {
             by_id.insert(m.id.clone(), i);
-            by_version_name
-                .entry(format!("{}_{}", m.version, m.name))
-                .or_default()
-                .push(i);
+            by_version_name.entry(format!("{}_{}", m.version, m.name)).or_default().push(i);
         }
-        Catalog {
-            migrations,
-            by_id,
-            by_version_name,
-        }
+        Catalog { migrations, by_id, by_version_name }
     }
 
     pub fn len(&self) -> usize {
@@ -138,11 +118,7 @@ impl Catalog {
 
     /// Migrations that `dep` designates.
     pub fn targets_of<'a>(&'a self, dep: &'a Dependency) -> impl Iterator<Item = usize> + 'a {
-        self.migrations
-            .iter()
-            .enumerate()
-            .filter(move |(_, m)| m.is_target_of(dep))
-            .map(|(i, _)| i)
+        self.migrations.iter().enumerate().filter(move |(_, m)| m.is_target_of(dep)).map(|(i, _)| i)
     }
 
     /// Resolve an id as users write it:
@@ -155,10 +131,7 @@ impl Catalog {
         let input = input.trim();
         let input = input.strip_suffix("_rollback").unwrap_or(input);
         if let Some(&i) = self.by_id.get(input) {
-            return Lookup::Found {
-                migration: self.migrations[i].clone(),
-                schema: None,
-            };
+            return Lookup::Found { migration: self.migrations[i].clone(), schema: None };
         }
         for (pos, _) in input.match_indices('_') {
             let (prefix, rest) = (&input[..pos], &input[pos + 1..]);
@@ -166,10 +139,7 @@ impl Catalog {
                 continue;
             }
             if let Some(&i) = self.by_id.get(rest) {
-                return Lookup::Found {
-                    migration: self.migrations[i].clone(),
-                    schema: Some(prefix.to_string()),
-                };
+                return Lookup::Found { migration: self.migrations[i].clone(), schema: Some(prefix.to_string()) };
             }
         }
         // Legacy forms: find where a `{version}_{name}` suffix starts.
@@ -198,17 +168,9 @@ impl Catalog {
             0 => Lookup::NotFound,
             1 => {
                 let (i, schema) = found.remove(0);
-                Lookup::Found {
-                    migration: self.migrations[i].clone(),
-                    schema,
-                }
+                Lookup::Found { migration: self.migrations[i].clone(), schema }
             }
-            _ => Lookup::Ambiguous(
-                found
-                    .into_iter()
-                    .map(|(i, _)| self.migrations[i].id.clone())
-                    .collect(),
-            ),
+            _ => Lookup::Ambiguous(found.into_iter().map(|(i, _)| self.migrations[i].id.clone()).collect()),
         }
     }
 }
@@ -219,20 +181,10 @@ struct Collector {
 
 impl Collector {
     fn error(&mut self, path: &Path, line: usize, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic {
-            severity: Severity::Error,
-            path: path.to_path_buf(),
-            line,
-            message: message.into(),
-        });
+        self.diagnostics.push(Diagnostic { severity: Severity::Error, path: path.to_path_buf(), line, message: message.into() });
     }
     fn warn(&mut self, path: &Path, line: usize, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic {
-            severity: Severity::Warning,
-            path: path.to_path_buf(),
-            line,
-            message: message.into(),
-        });
+        self.diagnostics.push(Diagnostic { severity: Severity::Warning, path: path.to_path_buf(), line, message: message.into() });
     }
 }
 
@@ -260,10 +212,7 @@ enum FileRole {
 }
 
 /// Parse `<version>_<name>.up.<ext>` and friends. `digits`: exact width required (14 for sfm).
-fn parse_file_name(
-    file: &str,
-    digits: Option<usize>,
-) -> Option<(Version, String, FileRole, Option<&str>)> {
+fn parse_file_name(file: &str, digits: Option<usize>) -> Option<(Version, String, FileRole, Option<&str>)> {
     let (stem, role, ext) = if let Some(s) = file.strip_suffix(".go") {
         (s, FileRole::Go, None)
     } else if let Some((s, ext)) = file.rsplit_once('.') {
@@ -282,11 +231,7 @@ fn parse_file_name(
         return None;
     }
     let version = Version::parse(v)?;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
         return None;
     }
     Some((version, name.to_string(), role, ext))
@@ -298,9 +243,7 @@ fn is_candidate_file(name: &str) -> bool {
 
 /// Load every source. Never fails: problems are reported as diagnostics.
 pub fn load(options: &LoadOptions) -> (Catalog, Vec<Diagnostic>) {
-    let mut c = Collector {
-        diagnostics: Vec::new(),
-    };
+    let mut c = Collector { diagnostics: Vec::new() };
     let mut groups: BTreeMap<(String, String, String, String), Group> = BTreeMap::new();
     if let Some(root) = &options.sfm_root {
         scan_sfm(root, &mut groups, &mut c);
@@ -312,53 +255,23 @@ pub fn load(options: &LoadOptions) -> (Catalog, Vec<Diagnostic>) {
     // Duplicate versions within a connection.
     let mut versions: HashMap<(String, String, String), Vec<&Group>> = HashMap::new();
     for g in groups.values() {
-        versions
-            .entry((
-                g.backend_dir.clone(),
-                g.connection.clone(),
-                g.version.as_str().to_string(),
-            ))
-            .or_default()
-            .push(g);
+        versions.entry((g.backend_dir.clone(), g.connection.clone(), g.version.as_str().to_string())).or_default().push(g);
     }
     let mut duplicate = std::collections::HashSet::new();
     for ((_, conn, version), gs) in &versions {
         if gs.len() > 1 {
             let names: Vec<String> = gs.iter().map(|g| g.name.clone()).collect();
             for g in gs {
-                let path = g
-                    .parts
-                    .up
-                    .clone()
-                    .or_else(|| g.parts.go.clone())
-                    .or_else(|| g.parts.down.clone())
-                    .unwrap_or_default();
-                c.error(
-                    &path,
-                    1,
-                    format!(
-                        "duplicate version {version} in connection `{conn}`: {}",
-                        names.join(", ")
-                    ),
-                );
-                duplicate.insert((
-                    g.backend_dir.clone(),
-                    g.connection.clone(),
-                    g.name.clone(),
-                    version.clone(),
-                ));
+                let path = g.parts.up.clone().or_else(|| g.parts.go.clone()).or_else(|| g.parts.down.clone()).unwrap_or_default();
+                c.error(&path, 1, format!("duplicate version {version} in connection `{conn}`: {}", names.join(", ")));
+                duplicate.insert((g.backend_dir.clone(), g.connection.clone(), g.name.clone(), version.clone()));
             }
         }
     }
 
     let mut migrations = Vec::new();
     for g in groups.into_values() {
-        if duplicate.contains(&(
-            g.backend_dir.clone(),
-            g.connection.clone(),
-            g.name.clone(),
-            g.version.as_str().to_string(),
-        )) {
+        if duplicate.contains(&(g.backend_dir.clone(), g.connection.clone(), g.name.clone(), g.version.as_str().to_string())) {
             continue;
         }
         if let Some(m) = build(g, options, &mut c) {
@@ -367,22 +280,13 @@ pub fn load(options: &LoadOptions) -> (Catalog, Vec<Diagnostic>) {
     }
     let catalog = Catalog::new(migrations);
     check_dependencies(&catalog, &mut c);
-    c.diagnostics
-        .sort_by(|a, b| a.path.cmp(&b.path).then(a.line.cmp(&b.line)));
+    c.diagnostics.sort_by(|a, b| a.path.cmp(&b.path).then(a.line.cmp(&b.line)));
     (catalog, c.diagnostics)
 }
 
-fn scan_sfm(
-    root: &Path,
-    groups: &mut BTreeMap<(String, String, String, String), Group>,
-    c: &mut Collector,
-) {
+fn scan_sfm(root: &Path, groups: &mut BTreeMap<(String, String, String, String), Group>, c: &mut Collector) {
     if !root.is_dir() {
-        c.error(
-            root,
-            1,
-            "sfm directory does not exist (set BFM_SFM_PATH or --sfm)",
-        );
+        c.error(root, 1, "sfm directory does not exist (set BFM_SFM_PATH or --sfm)");
         return;
     }
     let walker = walkdir::WalkDir::new(root)
@@ -405,21 +309,13 @@ fn scan_sfm(
         if !is_candidate_file(&file) {
             continue;
         }
-        let rel: Vec<String> = path
-            .strip_prefix(root)
-            .unwrap_or(path)
-            .components()
-            .map(|x| x.as_os_str().to_string_lossy().to_string())
-            .collect();
+        let rel: Vec<String> =
+            path.strip_prefix(root).unwrap_or(path).components().map(|x| x.as_os_str().to_string_lossy().to_string()).collect();
         if rel.len() != 3 {
             if file.ends_with(".go") {
                 continue;
             }
-            c.error(
-                path,
-                1,
-                "migration files belong directly in <sfm>/<backend>/<connection>/",
-            );
+            c.error(path, 1, "migration files belong directly in <sfm>/<backend>/<connection>/");
             continue;
         }
         let (backend_dir, connection) = (&rel[0], &rel[1]);
@@ -428,53 +324,24 @@ fn scan_sfm(
             continue;
         };
         if !is_valid_name(connection) {
-            c.error(
-                path,
-                1,
-                format!(
-                    "connection directory `{connection}` must contain only letters, digits and `_`"
-                ),
-            );
+            c.error(path, 1, format!("connection directory `{connection}` must contain only letters, digits and `_`"));
             continue;
         }
         let Some((version, name, role, ext)) = parse_file_name(&file, Some(14)) else {
             if file.ends_with(".go") {
-                c.warn(
-                    path,
-                    1,
-                    "ignored: a .go file whose name is not <14-digit version>_<name>.go",
-                );
+                c.warn(path, 1, "ignored: a .go file whose name is not <14-digit version>_<name>.go");
             } else {
-                c.error(
-                    path,
-                    1,
-                    format!(
-                        "bad file name: expected <14-digit version>_<name>.up.{0} or .down.{0}",
-                        kind.script_extension()
-                    ),
-                );
+                c.error(path, 1, format!("bad file name: expected <14-digit version>_<name>.up.{0} or .down.{0}", kind.script_extension()));
             }
             continue;
         };
         if let Some(ext) = ext {
             if ext != kind.script_extension() {
-                c.error(
-                    path,
-                    1,
-                    format!(
-                        "{kind} scripts end in .{}, not .{ext}",
-                        kind.script_extension()
-                    ),
-                );
+                c.error(path, 1, format!("{kind} scripts end in .{}, not .{ext}", kind.script_extension()));
                 continue;
             }
         }
-        let key = (
-            backend_dir.clone(),
-            connection.clone(),
-            version.as_str().to_string(),
-            name.clone(),
-        );
+        let key = (backend_dir.clone(), connection.clone(), version.as_str().to_string(), name.clone());
         let g = groups.entry(key).or_insert_with(|| Group {
             backend_dir: backend_dir.clone(),
             kind,
@@ -493,54 +360,27 @@ fn scan_sfm(
     }
 }
 
-fn scan_golang_migrate(
-    src: &GolangMigrateSource,
-    groups: &mut BTreeMap<(String, String, String, String), Group>,
-    c: &mut Collector,
-) {
+fn scan_golang_migrate(src: &GolangMigrateSource, groups: &mut BTreeMap<(String, String, String, String), Group>, c: &mut Collector) {
     let entries = match std::fs::read_dir(&src.path) {
         Ok(e) => e,
         Err(e) => {
-            c.error(
-                &src.path,
-                1,
-                format!(
-                    "cannot read migrations folder for connection `{}`: {e}",
-                    src.connection
-                ),
-            );
+            c.error(&src.path, 1, format!("cannot read migrations folder for connection `{}`: {e}", src.connection));
             return;
         }
     };
-    let mut files: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect();
     files.sort();
     for path in files {
-        let file = path
-            .file_name()
-            .map(|f| f.to_string_lossy().to_string())
-            .unwrap_or_default();
+        let file = path.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
         if !file.ends_with(".sql") {
             continue;
         }
         let Some((version, name, role, _)) = parse_file_name(&file, None) else {
-            c.error(
-                &path,
-                1,
-                "bad file name: expected <version>_<name>.up.sql or .down.sql",
-            );
+            c.error(&path, 1, "bad file name: expected <version>_<name>.up.sql or .down.sql");
             continue;
         };
         let backend = src.backend.as_str().to_string();
-        let key = (
-            backend.clone(),
-            src.connection.clone(),
-            version.as_str().to_string(),
-            name.clone(),
-        );
+        let key = (backend.clone(), src.connection.clone(), version.as_str().to_string(), name.clone());
         let g = groups.entry(key).or_insert_with(|| Group {
             backend_dir: backend,
             kind: src.backend,
@@ -580,13 +420,7 @@ fn read_text(path: &Path, c: &mut Collector) -> Option<Arc<str>> {
 }
 
 /// Validate a script and compute its checksum; `None` if it has errors.
-fn check_script(
-    path: &Path,
-    text: &str,
-    kind: BackendKind,
-    transactional: bool,
-    c: &mut Collector,
-) -> Option<Checksum> {
+fn check_script(path: &Path, text: &str, kind: BackendKind, transactional: bool, c: &mut Collector) -> Option<Checksum> {
     let before = c.diagnostics.len();
     if let Err(e) = template::placeholders(text) {
         c.error(path, e.line, e.message);
@@ -598,10 +432,7 @@ fn check_script(
                     c.warn(path, 1, "script has no statements");
                 }
                 if transactional && kind.dialect().is_some() && kind != BackendKind::Greptimedb {
-                    for s in statements
-                        .iter()
-                        .filter(|s| sql::is_transaction_control(&s.text))
-                    {
+                    for s in statements.iter().filter(|s| sql::is_transaction_control(&s.text)) {
                         c.warn(
                             path,
                             s.line,
@@ -618,56 +449,29 @@ fn check_script(
         },
         None => {
             // Validate the JSON with placeholders rendered, so templates inside values pass.
-            let vars = template::Vars {
-                schema: "schema",
-                connection: "connection",
-                backend: "etcd",
-                version: "0",
-                environment: "env",
-            };
+            let vars = template::Vars { schema: "schema", connection: "connection", backend: "etcd", version: "0", environment: "env" };
             match template::render_json(text, &vars).map(|t| etcd_script::parse(&t)) {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => c.error(path, 1, format!("invalid etcd script: {e}")),
                 Err(e) => c.error(path, e.line, e.message),
             }
-            Some(Checksum::of_json(text).unwrap_or_else(|_| {
-                Checksum::of_statements(&[text.split_whitespace().collect::<Vec<_>>().join(" ")])
-            }))
+            Some(
+                Checksum::of_json(text)
+                    .unwrap_or_else(|_| Checksum::of_statements(&[text.split_whitespace().collect::<Vec<_>>().join(" ")])),
+            )
         }
     };
-    (c.diagnostics[before..]
-        .iter()
-        .all(|d| d.severity == Severity::Warning))
-    .then_some(checksum)
-    .flatten()
+    (c.diagnostics[before..].iter().all(|d| d.severity == Severity::Warning)).then_some(checksum).flatten()
 }
 
 fn build(g: Group, options: &LoadOptions, c: &mut Collector) -> Option<Migration> {
     let Some(up_path) = g.parts.up.clone() else {
-        let path = g
-            .parts
-            .down
-            .clone()
-            .or_else(|| g.parts.go.clone())
-            .unwrap_or_default();
-        c.error(
-            &path,
-            1,
-            format!(
-                "up script missing: expected {}_{}.up.{}",
-                g.version,
-                g.name,
-                g.kind.script_extension()
-            ),
-        );
+        let path = g.parts.down.clone().or_else(|| g.parts.go.clone()).unwrap_or_default();
+        c.error(&path, 1, format!("up script missing: expected {}_{}.up.{}", g.version, g.name, g.kind.script_extension()));
         return None;
     };
     let up_text = read_text(&up_path, c)?;
-    let errors_before = c
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
+    let errors_before = c.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
 
     let go = match &g.parts.go {
         Some(p) => match read_text(p, c).map(|t| gometa::parse(&t)) {
@@ -692,11 +496,7 @@ fn build(g: Group, options: &LoadOptions, c: &mut Collector) -> Option<Migration
         (Some(s), Some(SchemaSource::GoFile))
     } else if let Some(s) = directives.schema.clone() {
         (Some(s), Some(SchemaSource::Directive))
-    } else if let Some(s) = options
-        .connection_schemas
-        .get(&g.connection)
-        .filter(|s| !s.is_empty())
-    {
+    } else if let Some(s) = options.connection_schemas.get(&g.connection).filter(|s| !s.is_empty()) {
         (Some(s.clone()), Some(SchemaSource::ConnectionConfig))
     } else {
         (None, None)
@@ -705,11 +505,7 @@ fn build(g: Group, options: &LoadOptions, c: &mut Collector) -> Option<Migration
 
     // Tags: the .go literal, else the header.
     let (tag_entries, tag_path, tag_line) = match go.as_ref().filter(|m| !m.tags.is_empty()) {
-        Some(m) => (
-            m.tags.clone(),
-            g.parts.go.clone().unwrap_or_default(),
-            m.tags_line,
-        ),
+        Some(m) => (m.tags.clone(), g.parts.go.clone().unwrap_or_default(), m.tags_line),
         None => match &directives.tags {
             Some((line, value)) => (tags::split_header(value), up_path.clone(), *line),
             None => (Vec::new(), up_path.clone(), 1),
@@ -718,29 +514,19 @@ fn build(g: Group, options: &LoadOptions, c: &mut Collector) -> Option<Migration
     let tag_map = match tags::parse_tags(&tag_entries) {
         Ok(m) => m,
         Err(e) => {
-            c.error(
-                &tag_path,
-                tag_line,
-                format!("invalid tag `{}`: {}", tag_entries[e.index].trim(), e.error),
-            );
+            c.error(&tag_path, tag_line, format!("invalid tag `{}`: {}", tag_entries[e.index].trim(), e.error));
             return None;
         }
     };
     let tags: Vec<String> = tag_map.iter().map(|(k, v)| format!("{k}={v}")).collect();
 
-    let mut dependencies = go
-        .as_ref()
-        .map(|m| m.dependencies.clone())
-        .unwrap_or_default();
+    let mut dependencies = go.as_ref().map(|m| m.dependencies.clone()).unwrap_or_default();
     for d in directives.depends_on {
         if !dependencies.contains(&d) {
             dependencies.push(d);
         }
     }
-    let mut structured = go
-        .as_ref()
-        .map(|m| m.structured_dependencies.clone())
-        .unwrap_or_default();
+    let mut structured = go.as_ref().map(|m| m.structured_dependencies.clone()).unwrap_or_default();
     for d in directives.dependencies {
         if !structured.contains(&d) {
             structured.push(d);
@@ -753,19 +539,12 @@ fn build(g: Group, options: &LoadOptions, c: &mut Collector) -> Option<Migration
         Some(p) => {
             let text = read_text(p, c)?;
             check_script(p, &text, g.kind, transactional, c)?;
-            Some(Script {
-                path: p.clone(),
-                text,
-            })
+            Some(Script { path: p.clone(), text })
         }
         None => None,
     };
     let checksum = checksum?;
-    let errors_after = c
-        .diagnostics
-        .iter()
-        .filter(|d| d.severity == Severity::Error)
-        .count();
+    let errors_after = c.diagnostics.iter().filter(|d| d.severity == Severity::Error).count();
     if errors_after > errors_before {
         return None;
     }
@@ -779,10 +558,7 @@ fn build(g: Group, options: &LoadOptions, c: &mut Collector) -> Option<Migration
         schema,
         schema_source,
         table: go.as_ref().and_then(|m| m.table.clone()),
-        up: Script {
-            path: up_path,
-            text: up_text,
-        },
+        up: Script { path: up_path, text: up_text },
         down,
         checksum,
         dependencies,
@@ -806,11 +582,7 @@ fn check_dependencies(catalog: &Catalog, c: &mut Collector) {
         for dep in m.all_dependencies() {
             let targets: Vec<usize> = catalog.targets_of(&dep).collect();
             if targets.is_empty() {
-                c.error(
-                    &path,
-                    1,
-                    format!("unknown dependency ({}) of {}", dep.describe(), m.id),
-                );
+                c.error(&path, 1, format!("unknown dependency ({}) of {}", dep.describe(), m.id));
             }
             for t in targets {
                 if t == i {
@@ -824,15 +596,8 @@ fn check_dependencies(catalog: &Catalog, c: &mut Collector) {
     if let Some(cycle) = graph.find_cycle() {
         let names: Vec<&str> = cycle.iter().map(|&i| catalog.at(i).id.as_str()).collect();
         let first = catalog.at(cycle[0]);
-        let path = first
-            .metadata_path
-            .clone()
-            .unwrap_or_else(|| first.up.path.clone());
-        c.error(
-            &path,
-            1,
-            format!("dependency cycle: {}", names.join(" -> ")),
-        );
+        let path = first.metadata_path.clone().unwrap_or_else(|| first.up.path.clone());
+        c.error(&path, 1, format!("dependency cycle: {}", names.join(" -> ")));
     }
 }
 
@@ -848,41 +613,22 @@ mod tests {
     }
 
     fn load_dir(root: &Path) -> (Catalog, Vec<Diagnostic>) {
-        load(&LoadOptions {
-            sfm_root: Some(root.to_path_buf()),
-            ..Default::default()
-        })
+        load(&LoadOptions { sfm_root: Some(root.to_path_buf()), ..Default::default() })
     }
 
     #[test]
     fn loads_an_sfm_tree_with_metadata_from_go_and_headers() {
         let d = tempfile::tempdir().unwrap();
         let r = d.path();
-        write(
-            r,
-            "postgresql/core/20250101000000_bootstrap.up.sql",
-            "-- bfm-tags: env=prod\nCREATE TABLE t (id int);",
-        );
-        write(
-            r,
-            "postgresql/core/20250101000000_bootstrap.down.sql",
-            "DROP TABLE t;",
-        );
+        write(r, "postgresql/core/20250101000000_bootstrap.up.sql", "-- bfm-tags: env=prod\nCREATE TABLE t (id int);");
+        write(r, "postgresql/core/20250101000000_bootstrap.down.sql", "DROP TABLE t;");
         write(
             r,
             "postgresql/core/20250101000000_bootstrap.go",
             "m := &migrations.MigrationScript{Schema: \"core\", Tags: []string{\"team=db\"}}",
         );
-        write(
-            r,
-            "postgresql/organization/20250102000000_tenant.up.sql",
-            "-- bfm-depends-on: bootstrap\nCREATE TABLE x (id int);",
-        );
-        write(
-            r,
-            "etcd/metadata/20250103000000_seed.up.json",
-            r#"[{"key": "a", "value": "b"}]"#,
-        );
+        write(r, "postgresql/organization/20250102000000_tenant.up.sql", "-- bfm-depends-on: bootstrap\nCREATE TABLE x (id int);");
+        write(r, "etcd/metadata/20250103000000_seed.up.json", r#"[{"key": "a", "value": "b"}]"#);
         write(r, "README.md", "ignored");
         let (cat, diags) = load_dir(r);
         assert!(diags.is_empty(), "{diags:?}");
@@ -892,30 +638,17 @@ mod tests {
         // .go tags win over header tags
         assert_eq!(b.tags, vec!["team=db"]);
         assert!(b.down.is_some());
-        let t = cat
-            .get("20250102000000_tenant_postgresql_organization")
-            .unwrap();
+        let t = cat.get("20250102000000_tenant_postgresql_organization").unwrap();
         assert!(t.is_dynamic());
         assert_eq!(t.dependencies, vec!["bootstrap"]);
-        assert_eq!(
-            cat.get("20250103000000_seed_etcd_metadata").unwrap().kind,
-            BackendKind::Etcd
-        );
+        assert_eq!(cat.get("20250103000000_seed_etcd_metadata").unwrap().kind, BackendKind::Etcd);
     }
 
     #[test]
     fn connection_schema_is_the_default_fixed_schema() {
         let d = tempfile::tempdir().unwrap();
-        write(
-            d.path(),
-            "postgresql/core/20250101000000_a.up.sql",
-            "SELECT 1;",
-        );
-        write(
-            d.path(),
-            "postgresql/core/20250101000001_b.up.sql",
-            "-- bfm-schema: other\nSELECT 1;",
-        );
+        write(d.path(), "postgresql/core/20250101000000_a.up.sql", "SELECT 1;");
+        write(d.path(), "postgresql/core/20250101000001_b.up.sql", "-- bfm-schema: other\nSELECT 1;");
         let opts = LoadOptions {
             sfm_root: Some(d.path().to_path_buf()),
             connection_schemas: HashMap::from([("core".to_string(), "core".to_string())]),
@@ -923,20 +656,8 @@ mod tests {
         };
         let (cat, diags) = load(&opts);
         assert!(diags.is_empty());
-        assert_eq!(
-            cat.get("20250101000000_a_postgresql_core")
-                .unwrap()
-                .schema
-                .as_deref(),
-            Some("core")
-        );
-        assert_eq!(
-            cat.get("20250101000001_b_postgresql_core")
-                .unwrap()
-                .schema
-                .as_deref(),
-            Some("other")
-        );
+        assert_eq!(cat.get("20250101000000_a_postgresql_core").unwrap().schema.as_deref(), Some("core"));
+        assert_eq!(cat.get("20250101000001_b_postgresql_core").unwrap().schema.as_deref(), Some("other"));
     }
 
     #[test]
@@ -947,50 +668,17 @@ mod tests {
         write(r, "postgresql/core/20250101000000_a.up.sql", "SELECT 1;");
         write(r, "postgresql/core/20250101000000_b.up.sql", "SELECT 1;");
         write(r, "postgresql/core/20250101000002_c.down.sql", "SELECT 1;");
-        write(
-            r,
-            "postgresql/core/20250101000003_d.up.sql",
-            "SELECT 1;\n-- bfm-tags: novalue",
-        );
-        write(
-            r,
-            "postgresql/core/20250101000004_e.up.sql",
-            "-- bfm-depends-on: nothing_here\nSELECT 1;",
-        );
-        write(
-            r,
-            "postgresql/core/20250101000005_f.up.sql",
-            "-- bfm-depends-on: g\nSELECT 1;",
-        );
-        write(
-            r,
-            "postgresql/core/20250101000006_g.up.sql",
-            "-- bfm-depends-on: f\nSELECT 1;",
-        );
-        write(
-            r,
-            "postgresql/core/20250101000007_h.up.sql",
-            "SELECT 1;\nSELECT 'open",
-        );
-        write(
-            r,
-            "etcd/meta/20250101000008_i.up.json",
-            r#"[{"operation": "merge", "key": "x"}]"#,
-        );
+        write(r, "postgresql/core/20250101000003_d.up.sql", "SELECT 1;\n-- bfm-tags: novalue");
+        write(r, "postgresql/core/20250101000004_e.up.sql", "-- bfm-depends-on: nothing_here\nSELECT 1;");
+        write(r, "postgresql/core/20250101000005_f.up.sql", "-- bfm-depends-on: g\nSELECT 1;");
+        write(r, "postgresql/core/20250101000006_g.up.sql", "-- bfm-depends-on: f\nSELECT 1;");
+        write(r, "postgresql/core/20250101000007_h.up.sql", "SELECT 1;\nSELECT 'open");
+        write(r, "etcd/meta/20250101000008_i.up.json", r#"[{"operation": "merge", "key": "x"}]"#);
         write(r, "mongodb/x/20250101000009_j.up.sql", "x");
         write(r, "postgresql/core/nested/20250101000010_k.up.sql", "x");
         let (_, diags) = load_dir(r);
-        let text: Vec<String> = diags
-            .iter()
-            .filter(|d| d.severity == Severity::Error)
-            .map(|d| d.to_string())
-            .collect();
-        let has = |needle: &str| {
-            assert!(
-                text.iter().any(|t| t.contains(needle)),
-                "missing {needle:?} in {text:#?}"
-            )
-        };
+        let text: Vec<String> = diags.iter().filter(|d| d.severity == Severity::Error).map(|d| d.to_string()).collect();
+        let has = |needle: &str| assert!(text.iter().any(|t| t.contains(needle)), "missing {needle:?} in {text:#?}");
         has("2025_bad.up.sql:1: bad file name");
         has("duplicate version 20250101000000");
         has("20250101000002_c.down.sql:1: up script missing");
@@ -1028,46 +716,23 @@ mod tests {
     #[test]
     fn lookup_resolves_schema_prefixed_and_legacy_ids() {
         let d = tempfile::tempdir().unwrap();
-        write(
-            d.path(),
-            "postgresql/core/20250101000000_boot.up.sql",
-            "-- bfm-schema: core\nSELECT 1;",
-        );
-        write(
-            d.path(),
-            "postgresql/org/20250102000000_tenant_init.up.sql",
-            "SELECT 1;",
-        );
+        write(d.path(), "postgresql/core/20250101000000_boot.up.sql", "-- bfm-schema: core\nSELECT 1;");
+        write(d.path(), "postgresql/org/20250102000000_tenant_init.up.sql", "SELECT 1;");
         let (cat, _) = load_dir(d.path());
         let found = |s: &str| match cat.lookup(s) {
             Lookup::Found { migration, schema } => Some((migration.id.clone(), schema)),
             _ => None,
         };
-        assert_eq!(
-            found("20250101000000_boot_postgresql_core"),
-            Some(("20250101000000_boot_postgresql_core".into(), None))
-        );
+        assert_eq!(found("20250101000000_boot_postgresql_core"), Some(("20250101000000_boot_postgresql_core".into(), None)));
         // A tenant whose name contains underscores.
         assert_eq!(
             found("tenant_1_a_20250102000000_tenant_init_postgresql_org"),
-            Some((
-                "20250102000000_tenant_init_postgresql_org".into(),
-                Some("tenant_1_a".into())
-            ))
+            Some(("20250102000000_tenant_init_postgresql_org".into(), Some("tenant_1_a".into())))
         );
-        assert_eq!(
-            found("20250101000000_boot").map(|f| f.0),
-            Some("20250101000000_boot_postgresql_core".into())
-        );
+        assert_eq!(found("20250101000000_boot").map(|f| f.0), Some("20250101000000_boot_postgresql_core".into()));
         assert_eq!(found("core_20250101000000_boot").map(|f| f.1), Some(None));
-        assert_eq!(
-            found("core_core_20250101000000_boot").map(|f| f.1),
-            Some(Some("core".into()))
-        );
-        assert_eq!(
-            found("20250101000000_boot_postgresql_core_rollback").map(|f| f.1),
-            Some(None)
-        );
+        assert_eq!(found("core_core_20250101000000_boot").map(|f| f.1), Some(Some("core".into())));
+        assert_eq!(found("20250101000000_boot_postgresql_core_rollback").map(|f| f.1), Some(None));
         assert_eq!(cat.lookup("nope"), Lookup::NotFound);
     }
 }

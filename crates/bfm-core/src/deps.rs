@@ -53,10 +53,7 @@ pub struct Dependency {
 impl Dependency {
     /// A dependency by name only (BfM's `Dependencies: []string{…}`).
     pub fn by_name(name: &str) -> Dependency {
-        Dependency {
-            target: name.to_string(),
-            ..Default::default()
-        }
+        Dependency { target: name.to_string(), ..Default::default() }
     }
 
     /// Human-readable form used in messages: `connection=core, schema=core, target=x, type=name`.
@@ -85,10 +82,7 @@ pub struct Graph {
 
 impl Graph {
     pub fn new(n: usize) -> Graph {
-        Graph {
-            succ: vec![Vec::new(); n],
-            indegree: vec![0; n],
-        }
+        Graph { succ: vec![Vec::new(); n], indegree: vec![0; n] }
     }
 
     pub fn len(&self) -> usize {
@@ -138,8 +132,7 @@ impl Graph {
                         }
                         Mark::Active => {
                             let from = stack.iter().position(|(x, _)| *x == s).unwrap_or(0);
-                            let mut cycle: Vec<usize> =
-                                stack[from..].iter().map(|(x, _)| *x).collect();
+                            let mut cycle: Vec<usize> = stack[from..].iter().map(|(x, _)| *x).collect();
                             cycle.push(s);
                             return Some(cycle);
                         }
@@ -159,10 +152,8 @@ impl Graph {
     /// cycle.
     pub fn order_by<K: Ord>(&self, key: impl Fn(usize) -> K) -> Option<Vec<usize>> {
         let mut indegree = self.indegree.clone();
-        let mut ready: BinaryHeap<Reverse<(K, usize)>> = (0..self.len())
-            .filter(|&i| indegree[i] == 0)
-            .map(|i| Reverse((key(i), i)))
-            .collect();
+        let mut ready: BinaryHeap<Reverse<(K, usize)>> =
+            (0..self.len()).filter(|&i| indegree[i] == 0).map(|i| Reverse((key(i), i))).collect();
         let mut out = Vec::with_capacity(self.len());
         while let Some(Reverse((_, node))) = ready.pop() {
             out.push(node);

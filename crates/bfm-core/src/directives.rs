@@ -35,12 +35,7 @@ pub struct DirectiveError {
 }
 
 fn list(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// Parse the directives of a script. Comment lines are `-- …` (SQL) or `# …`/`// …`.
@@ -49,11 +44,7 @@ pub fn parse(text: &str) -> Result<Directives, DirectiveError> {
     for (i, raw) in text.lines().take(HEADER_LINES).enumerate() {
         let line = i + 1;
         let t = raw.trim();
-        let Some(body) = t
-            .strip_prefix("--")
-            .or_else(|| t.strip_prefix('#'))
-            .or_else(|| t.strip_prefix("//"))
-        else {
+        let Some(body) = t.strip_prefix("--").or_else(|| t.strip_prefix('#')).or_else(|| t.strip_prefix("//")) else {
             continue;
         };
         let body = body.trim();
@@ -66,14 +57,7 @@ pub fn parse(text: &str) -> Result<Directives, DirectiveError> {
         };
         let fail = |message: String| Err(DirectiveError { line, message });
         let need_value = |v: &str| -> Result<(), DirectiveError> {
-            if v.is_empty() {
-                Err(DirectiveError {
-                    line,
-                    message: format!("`{name}` needs a value"),
-                })
-            } else {
-                Ok(())
-            }
+            if v.is_empty() { Err(DirectiveError { line, message: format!("`{name}` needs a value") }) } else { Ok(()) }
         };
         match name.as_str() {
             "bfm-tags" => {
@@ -92,9 +76,7 @@ pub fn parse(text: &str) -> Result<Directives, DirectiveError> {
             }
             "bfm-dependency" => {
                 need_value(value)?;
-                d.dependencies.push(
-                    parse_dependency(value).map_err(|message| DirectiveError { line, message })?,
-                );
+                d.dependencies.push(parse_dependency(value).map_err(|message| DirectiveError { line, message })?);
             }
             "bfm-requires-table" => {
                 need_value(value)?;
@@ -120,17 +102,14 @@ pub fn parse(text: &str) -> Result<Directives, DirectiveError> {
 fn parse_dependency(value: &str) -> Result<Dependency, String> {
     let mut dep = Dependency::default();
     for part in value.split([',', ' ', '\t']).filter(|p| !p.is_empty()) {
-        let (k, v) = part
-            .split_once('=')
-            .ok_or_else(|| format!("`{part}` must be key=value"))?;
+        let (k, v) = part.split_once('=').ok_or_else(|| format!("`{part}` must be key=value"))?;
         let v = v.trim().to_string();
         match k.trim().to_ascii_lowercase().replace('_', "-").as_str() {
             "connection" => dep.connection = Some(v),
             "schema" => dep.schema = Some(v),
             "target" => dep.target = v,
             "type" | "target-type" => {
-                dep.target_type = TargetType::parse(&v)
-                    .ok_or_else(|| format!("type must be name or version, not `{v}`"))?
+                dep.target_type = TargetType::parse(&v).ok_or_else(|| format!("type must be name or version, not `{v}`"))?
             }
             "requires-table" => dep.requires_table = Some(v),
             "requires-schema" => dep.requires_schema = Some(v),
@@ -164,16 +143,10 @@ mod tests {
 
     #[test]
     fn unknown_directives_and_bad_values_are_errors() {
-        assert_eq!(
-            parse("SELECT 1;\n-- bfm-no-transactions").unwrap_err().line,
-            2
-        );
+        assert_eq!(parse("SELECT 1;\n-- bfm-no-transactions").unwrap_err().line, 2);
         assert!(parse("-- bfm-schema:").is_err());
         assert!(parse("-- bfm-dependency: connection=core").is_err());
         // Ordinary comments are not directives.
-        assert_eq!(
-            parse("-- bfm is great\n-- bfmx: y").unwrap(),
-            Directives::default()
-        );
+        assert_eq!(parse("-- bfm is great\n-- bfmx: y").unwrap(), Directives::default());
     }
 }

@@ -21,27 +21,15 @@ use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EtcdOp {
-    Put {
-        key: String,
-        value: String,
-        if_absent: bool,
-        if_value: Option<String>,
-    },
-    Delete {
-        key: String,
-        if_value: Option<String>,
-    },
-    DeletePrefix {
-        key: String,
-    },
+    Put { key: String, value: String, if_absent: bool, if_value: Option<String> },
+    Delete { key: String, if_value: Option<String> },
+    DeletePrefix { key: String },
 }
 
 impl EtcdOp {
     pub fn key(&self) -> &str {
         match self {
-            EtcdOp::Put { key, .. } | EtcdOp::Delete { key, .. } | EtcdOp::DeletePrefix { key } => {
-                key
-            }
+            EtcdOp::Put { key, .. } | EtcdOp::Delete { key, .. } | EtcdOp::DeletePrefix { key } => key,
         }
     }
 }
@@ -70,9 +58,7 @@ pub fn check_key(key: &str) -> Result<(), String> {
         return Err("key must not be empty".into());
     }
     if key.starts_with('/') {
-        return Err(format!(
-            "key `{key}` must be relative to the connection prefix (no leading `/`)"
-        ));
+        return Err(format!("key `{key}` must be relative to the connection prefix (no leading `/`)"));
     }
     if key.contains('\0') {
         return Err("key must not contain NUL".into());
@@ -92,36 +78,19 @@ pub fn parse(text: &str) -> Result<Vec<EtcdOp>, EtcdScriptError> {
             if !t.starts_with('[') && !t.starts_with('{') {
                 if let Some((k, v)) = t.split_once('=') {
                     let key = k.trim().to_string();
-                    check_key(&key).map_err(|message| EtcdScriptError {
-                        index: None,
-                        message,
-                    })?;
-                    return Ok(vec![EtcdOp::Put {
-                        key,
-                        value: v.trim().to_string(),
-                        if_absent: false,
-                        if_value: None,
-                    }]);
+                    check_key(&key).map_err(|message| EtcdScriptError { index: None, message })?;
+                    return Ok(vec![EtcdOp::Put { key, value: v.trim().to_string(), if_absent: false, if_value: None }]);
                 }
             }
-            return Err(EtcdScriptError {
-                index: None,
-                message: format!("invalid JSON: {e}"),
-            });
+            return Err(EtcdScriptError { index: None, message: format!("invalid JSON: {e}") });
         }
     };
     let Value::Array(items) = doc else {
-        return Err(EtcdScriptError {
-            index: None,
-            message: "an etcd script must be a JSON array of operations".into(),
-        });
+        return Err(EtcdScriptError { index: None, message: "an etcd script must be a JSON array of operations".into() });
     };
     let mut ops = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let fail = |message: String| EtcdScriptError {
-            index: Some(i),
-            message,
-        };
+        let fail = |message: String| EtcdScriptError { index: Some(i), message };
         let Value::Object(mut obj) = item else {
             return Err(fail("must be an object".into()));
         };
@@ -140,9 +109,7 @@ pub fn parse(text: &str) -> Result<Vec<EtcdOp>, EtcdScriptError> {
             Some(Value::String(s)) => Some(s),
             Some(Value::Object(o)) => Some(Value::Object(o).to_string()),
             Some(other) => {
-                return Err(fail(format!(
-                    "`if_value` must be a string or an object, not {other}"
-                )));
+                return Err(fail(format!("`if_value` must be a string or an object, not {other}")));
             }
         };
         let op = match operation.as_str() {
@@ -151,9 +118,7 @@ pub fn parse(text: &str) -> Result<Vec<EtcdOp>, EtcdScriptError> {
                     Some(Value::String(s)) => s,
                     Some(Value::Object(o)) => Value::Object(o).to_string(),
                     Some(other) => {
-                        return Err(fail(format!(
-                            "`value` must be a string or an object, not {other}"
-                        )));
+                        return Err(fail(format!("`value` must be a string or an object, not {other}")));
                     }
                     None => return Err(fail("`value` is required for put".into())),
                 };
@@ -161,20 +126,13 @@ pub fn parse(text: &str) -> Result<Vec<EtcdOp>, EtcdScriptError> {
                     None => false,
                     Some(Value::Bool(b)) => b,
                     Some(other) => {
-                        return Err(fail(format!(
-                            "`if_absent` must be true or false, not {other}"
-                        )));
+                        return Err(fail(format!("`if_absent` must be true or false, not {other}")));
                     }
                 };
                 if if_absent && if_value.is_some() {
                     return Err(fail("`if_absent` and `if_value` exclude each other".into()));
                 }
-                EtcdOp::Put {
-                    key,
-                    value,
-                    if_absent,
-                    if_value,
-                }
+                EtcdOp::Put { key, value, if_absent, if_value }
             }
             "delete" => EtcdOp::Delete { key, if_value },
             "delete_prefix" => {
@@ -184,9 +142,7 @@ pub fn parse(text: &str) -> Result<Vec<EtcdOp>, EtcdScriptError> {
                 EtcdOp::DeletePrefix { key }
             }
             other => {
-                return Err(fail(format!(
-                    "unsupported operation `{other}` (put, delete, delete_prefix)"
-                )));
+                return Err(fail(format!("unsupported operation `{other}` (put, delete, delete_prefix)")));
             }
         };
         if let Some(field) = obj.keys().next() {
@@ -209,15 +165,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(ops.len(), 4);
-        assert_eq!(
-            ops[1],
-            EtcdOp::Put {
-                key: "b".into(),
-                value: r#"{"x":1}"#.into(),
-                if_absent: true,
-                if_value: None
-            }
-        );
+        assert_eq!(ops[1], EtcdOp::Put { key: "b".into(), value: r#"{"x":1}"#.into(), if_absent: true, if_value: None });
         assert_eq!(parse("a/b = c").unwrap()[0].key(), "a/b");
     }
 
@@ -225,12 +173,7 @@ mod tests {
     fn rejects_bad_scripts_with_the_index() {
         let e = parse(r#"[{"key":"a","value":"1"},{"operation":"merge","key":"b"}]"#).unwrap_err();
         assert_eq!(e.index, Some(1));
-        assert!(
-            parse(r#"[{"key":"a","value":"1","ttl":5}]"#)
-                .unwrap_err()
-                .message
-                .contains("ttl")
-        );
+        assert!(parse(r#"[{"key":"a","value":"1","ttl":5}]"#).unwrap_err().message.contains("ttl"));
         assert!(parse(r#"[{"key":"../x","value":"1"}]"#).is_err());
         assert!(parse(r#"[{"key":"/abs","value":"1"}]"#).is_err());
         assert!(parse(r#"[{"key":"a","value":3}]"#).is_err());

@@ -47,10 +47,7 @@ struct Token {
 }
 
 fn err<T>(line: usize, message: impl Into<String>) -> Result<T, GoError> {
-    Err(GoError {
-        line,
-        message: message.into(),
-    })
+    Err(GoError { line, message: message.into() })
 }
 
 fn tokenize(src: &str) -> Result<Vec<Token>, GoError> {
@@ -107,10 +104,7 @@ fn tokenize(src: &str) -> Result<Vec<Token>, GoError> {
                     i += 1;
                 }
                 i += 1;
-                out.push(Token {
-                    tok: Tok::Str(s),
-                    line: start_line,
-                });
+                out.push(Token { tok: Tok::Str(s), line: start_line });
             }
             '"' | '\'' => {
                 let quote = c;
@@ -121,10 +115,8 @@ fn tokenize(src: &str) -> Result<Vec<Token>, GoError> {
                         None | Some('\n') => return err(start_line, "unterminated string"),
                         Some(ch) if *ch == quote => break,
                         Some('\\') => {
-                            let (decoded, used) = unescape(&chars[i + 1..]).ok_or(GoError {
-                                line,
-                                message: "invalid escape in string".into(),
-                            })?;
+                            let (decoded, used) =
+                                unescape(&chars[i + 1..]).ok_or(GoError { line, message: "invalid escape in string".into() })?;
                             s.push_str(&decoded);
                             i += 1 + used;
                             continue;
@@ -134,14 +126,7 @@ fn tokenize(src: &str) -> Result<Vec<Token>, GoError> {
                     i += 1;
                 }
                 i += 1;
-                out.push(Token {
-                    tok: if quote == '"' {
-                        Tok::Str(s)
-                    } else {
-                        Tok::Other
-                    },
-                    line: start_line,
-                });
+                out.push(Token { tok: if quote == '"' { Tok::Str(s) } else { Tok::Other }, line: start_line });
             }
             c if c.is_alphabetic() || c == '_' => {
                 let mut s = String::new();
@@ -149,34 +134,20 @@ fn tokenize(src: &str) -> Result<Vec<Token>, GoError> {
                     s.push(chars[i]);
                     i += 1;
                 }
-                out.push(Token {
-                    tok: Tok::Ident(s),
-                    line: start_line,
-                });
+                out.push(Token { tok: Tok::Ident(s), line: start_line });
             }
             c if c.is_ascii_digit() => {
-                while i < chars.len()
-                    && (chars[i].is_alphanumeric() || chars[i] == '.' || chars[i] == '_')
-                {
+                while i < chars.len() && (chars[i].is_alphanumeric() || chars[i] == '.' || chars[i] == '_') {
                     i += 1;
                 }
-                out.push(Token {
-                    tok: Tok::Other,
-                    line: start_line,
-                });
+                out.push(Token { tok: Tok::Other, line: start_line });
             }
             '{' | '}' | '[' | ']' | '(' | ')' | ',' | ':' | '.' | '&' | '+' => {
-                out.push(Token {
-                    tok: Tok::Punct(c),
-                    line: start_line,
-                });
+                out.push(Token { tok: Tok::Punct(c), line: start_line });
                 i += 1;
             }
             _ => {
-                out.push(Token {
-                    tok: Tok::Other,
-                    line: start_line,
-                });
+                out.push(Token { tok: Tok::Other, line: start_line });
                 i += 1;
             }
         }
@@ -231,10 +202,7 @@ impl Parser {
         self.toks.get(self.pos).map(|t| &t.tok)
     }
     fn line(&self) -> usize {
-        self.toks
-            .get(self.pos)
-            .or(self.toks.last())
-            .map_or(1, |t| t.line)
+        self.toks.get(self.pos).or(self.toks.last()).map_or(1, |t| t.line)
     }
     fn next(&mut self) -> Option<Tok> {
         let t = self.toks.get(self.pos).map(|t| t.tok.clone());
@@ -359,12 +327,8 @@ impl Parser {
                     "Schema" => dep.schema = non_empty(self.string("Schema")?),
                     "Target" => dep.target = self.string("Target")?,
                     "TargetType" => target_type = Some(self.string("TargetType")?),
-                    "RequiresTable" => {
-                        dep.requires_table = non_empty(self.string("RequiresTable")?)
-                    }
-                    "RequiresSchema" => {
-                        dep.requires_schema = non_empty(self.string("RequiresSchema")?)
-                    }
+                    "RequiresTable" => dep.requires_table = non_empty(self.string("RequiresTable")?),
+                    "RequiresSchema" => dep.requires_schema = non_empty(self.string("RequiresSchema")?),
                     _ => self.skip_value()?,
                 }
                 if !self.eat(',') {
@@ -374,10 +338,8 @@ impl Parser {
             }
             dep.target_type = match target_type.as_deref().map(str::trim) {
                 None | Some("") => TargetType::Name,
-                Some(t) => TargetType::parse(t).ok_or(GoError {
-                    line,
-                    message: format!("TargetType must be \"name\" or \"version\", not {t:?}"),
-                })?,
+                Some(t) => TargetType::parse(t)
+                    .ok_or(GoError { line, message: format!("TargetType must be \"name\" or \"version\", not {t:?}") })?,
             };
             if dep.target.trim().is_empty() {
                 return err(line, "a structured dependency needs a Target");
@@ -401,18 +363,9 @@ pub fn parse(src: &str) -> Result<GoMetadata, GoError> {
     let toks = tokenize(src)?;
     let start = toks
         .windows(2)
-        .position(|w| {
-            matches!(&w[0].tok, Tok::Ident(i) if i == "MigrationScript")
-                && w[1].tok == Tok::Punct('{')
-        })
-        .ok_or(GoError {
-            line: 1,
-            message: "no `MigrationScript{…}` literal found".into(),
-        })?;
-    let mut p = Parser {
-        toks,
-        pos: start + 2,
-    };
+        .position(|w| matches!(&w[0].tok, Tok::Ident(i) if i == "MigrationScript") && w[1].tok == Tok::Punct('{'))
+        .ok_or(GoError { line: 1, message: "no `MigrationScript{…}` literal found".into() })?;
+    let mut p = Parser { toks, pos: start + 2 };
     let mut meta = GoMetadata::default();
     loop {
         if p.eat('}') {
@@ -428,13 +381,7 @@ pub fn parse(src: &str) -> Result<GoMetadata, GoError> {
         match key.as_str() {
             "Schema" => meta.schema = non_empty(p.string("Schema")?),
             "Table" => meta.table = non_empty(p.string("Table")?),
-            "Dependencies" => {
-                meta.dependencies = p
-                    .string_list("Dependencies")?
-                    .into_iter()
-                    .filter_map(non_empty)
-                    .collect()
-            }
+            "Dependencies" => meta.dependencies = p.string_list("Dependencies")?.into_iter().filter_map(non_empty).collect(),
             "StructuredDependencies" => meta.structured_dependencies = p.dependency_list()?,
             "Tags" => {
                 meta.tags_line = line;
@@ -496,42 +443,26 @@ func init() {
         assert_eq!(m.schema, None);
         assert_eq!(m.dependencies, vec!["bootstrap_solution"]);
         assert_eq!(m.structured_dependencies.len(), 2);
-        assert_eq!(
-            m.structured_dependencies[0].connection.as_deref(),
-            Some("core")
-        );
+        assert_eq!(m.structured_dependencies[0].connection.as_deref(), Some("core"));
         assert_eq!(m.structured_dependencies[0].schema.as_deref(), Some("core"));
-        assert_eq!(
-            m.structured_dependencies[1].target_type,
-            TargetType::Version
-        );
-        assert_eq!(
-            m.structured_dependencies[1].requires_table.as_deref(),
-            Some("users")
-        );
+        assert_eq!(m.structured_dependencies[1].target_type, TargetType::Version);
+        assert_eq!(m.structured_dependencies[1].requires_table.as_deref(), Some("users"));
         assert_eq!(m.tags, vec!["env=prod", "team=core"]);
     }
 
     #[test]
     fn fixed_schema_and_escapes() {
-        let m = parse(
-            "x := MigrationScript{Schema: \"co\\x72e\", Tags: nil, Dependencies: []string{}}",
-        )
-        .unwrap();
+        let m = parse("x := MigrationScript{Schema: \"co\\x72e\", Tags: nil, Dependencies: []string{}}").unwrap();
         assert_eq!(m.schema.as_deref(), Some("core"));
         assert!(m.tags.is_empty());
     }
 
     #[test]
     fn errors_name_the_line() {
-        let e = parse("package x\n\nvar m = &migrations.MigrationScript{\n  Schema: someVar,\n}")
-            .unwrap_err();
+        let e = parse("package x\n\nvar m = &migrations.MigrationScript{\n  Schema: someVar,\n}").unwrap_err();
         assert_eq!(e.line, 4);
         assert!(parse("package x").is_err());
-        let e = parse(
-            "m := MigrationScript{\n StructuredDependencies: []Dependency{{Connection: \"a\"}},\n}",
-        )
-        .unwrap_err();
+        let e = parse("m := MigrationScript{\n StructuredDependencies: []Dependency{{Connection: \"a\"}},\n}").unwrap_err();
         assert!(e.message.contains("Target"), "{e}");
     }
 }

@@ -18,8 +18,7 @@ pub use catalog::{Catalog, Diagnostic, GolangMigrateSource, LoadOptions, Lookup,
 pub use deps::{Dependency, TargetType};
 pub use migration::{CHECKSUM_ALGORITHM, Checksum, Migration, Script, SourceKind, Version};
 pub use plan::{
-    Direction, MissingSchema, Plan, PlanError, PlanRequest, Reason, Selector, SkipReason, Skipped,
-    StateEntry, StateSnapshot, Status, Step,
+    Direction, MissingSchema, Plan, PlanError, PlanRequest, Reason, Selector, SkipReason, Skipped, StateEntry, StateSnapshot, Status, Step,
 };
 
 /// Validate a schema (or tenant) name given in a request against the default rule
@@ -27,9 +26,7 @@ pub use plan::{
 pub fn validate_schema_name(name: &str) -> Result<(), String> {
     let mut chars = name.chars();
     let ok = match chars.next() {
-        Some(c) if c.is_ascii_alphabetic() || c == '_' => {
-            name.len() <= 63 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-        }
+        Some(c) if c.is_ascii_alphabetic() || c == '_' => name.len() <= 63 && chars.all(|c| c.is_ascii_alphanumeric() || c == '_'),
         _ => false,
     };
     if ok {

@@ -19,8 +19,7 @@ pub struct Version(String);
 
 impl Version {
     pub fn parse(s: &str) -> Option<Version> {
-        (!s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_digit()))
-            .then(|| Version(s.to_string()))
+        (!s.is_empty() && s.len() <= 40 && s.bytes().all(|b| b.is_ascii_digit())).then(|| Version(s.to_string()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -79,10 +78,7 @@ impl Checksum {
             h.update(s.as_ref().as_bytes());
             h.update(b"\0");
         }
-        Checksum {
-            algorithm: CHECKSUM_ALGORITHM,
-            value: hex::encode(h.finalize()),
-        }
+        Checksum { algorithm: CHECKSUM_ALGORITHM, value: hex::encode(h.finalize()) }
     }
 
     pub fn of_sql(text: &str, dialect: Dialect) -> Result<Checksum, sql::LexError> {
@@ -177,28 +173,18 @@ impl Migration {
     /// The id reported for a run in `schema`: `{schema}_{base}` for per-tenant runs, the base id
     /// otherwise.
     pub fn display_id(&self, schema: &str) -> String {
-        if self.is_dynamic() && !schema.is_empty() {
-            format!("{schema}_{}", self.id)
-        } else {
-            self.id.clone()
-        }
+        if self.is_dynamic() && !schema.is_empty() { format!("{schema}_{}", self.id) } else { self.id.clone() }
     }
 
     /// Every dependency, simple ones as name-only structured dependencies.
     pub fn all_dependencies(&self) -> impl Iterator<Item = Dependency> + '_ {
-        self.dependencies
-            .iter()
-            .map(|d| Dependency::by_name(d))
-            .chain(self.structured_dependencies.iter().cloned())
+        self.dependencies.iter().map(|d| Dependency::by_name(d)).chain(self.structured_dependencies.iter().cloned())
     }
 
     /// Whether `dep` designates this migration (ignoring schemas of per-tenant targets).
     pub fn is_target_of(&self, dep: &Dependency) -> bool {
         use crate::deps::TargetType;
-        let conn_ok = dep
-            .connection
-            .as_deref()
-            .is_none_or(|c| c == self.connection);
+        let conn_ok = dep.connection.as_deref().is_none_or(|c| c == self.connection);
         let ident_ok = match dep.target_type {
             TargetType::Name => dep.target.trim() == self.name,
             TargetType::Version => self.version.matches(&dep.target),
@@ -229,13 +215,8 @@ mod tests {
 
     #[test]
     fn checksums_ignore_comments_and_layout_but_not_content() {
-        let a =
-            Checksum::of_sql("-- hello\nCREATE TABLE t (id int);\r\n", Dialect::Postgres).unwrap();
-        let b = Checksum::of_sql(
-            "CREATE TABLE t (\n    id int\n)  -- trailing\n",
-            Dialect::Postgres,
-        )
-        .unwrap();
+        let a = Checksum::of_sql("-- hello\nCREATE TABLE t (id int);\r\n", Dialect::Postgres).unwrap();
+        let b = Checksum::of_sql("CREATE TABLE t (\n    id int\n)  -- trailing\n", Dialect::Postgres).unwrap();
         let c = Checksum::of_sql("CREATE TABLE t (id bigint);", Dialect::Postgres).unwrap();
         assert_eq!(a, b);
         assert_ne!(a, c);

@@ -97,15 +97,8 @@ pub struct StateSnapshot {
 
 impl StateSnapshot {
     pub fn insert(&mut self, id: &str, schema: &str, entry: StateEntry) {
-        if self
-            .entries
-            .insert((id.to_string(), schema.to_string()), entry)
-            .is_none()
-        {
-            self.schemas_by_id
-                .entry(id.to_string())
-                .or_default()
-                .push(schema.to_string());
+        if self.entries.insert((id.to_string(), schema.to_string()), entry).is_none() {
+            self.schemas_by_id.entry(id.to_string()).or_default().push(schema.to_string());
         }
     }
 
@@ -119,14 +112,11 @@ impl StateSnapshot {
     }
 
     pub fn is_applied(&self, id: &str, schema: &str) -> bool {
-        self.get(id, schema)
-            .is_some_and(|e| e.status == Status::Applied)
+        self.get(id, schema).is_some_and(|e| e.status == Status::Applied)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &StateEntry)> {
-        self.entries
-            .iter()
-            .map(|((id, s), e)| (id.as_str(), s.as_str(), e))
+        self.entries.iter().map(|((id, s), e)| (id.as_str(), s.as_str(), e))
     }
 
     pub fn len(&self) -> usize {
@@ -154,33 +144,15 @@ pub struct Selector {
 
 impl Selector {
     pub fn matches(&self, m: &Migration) -> bool {
-        let backend_ok = self
-            .backend
-            .as_deref()
-            .map(str::trim)
-            .filter(|b| !b.is_empty())
-            .is_none_or(|b| match BackendKind::parse(b) {
-                Some(kind) => kind == m.kind,
-                None => b.eq_ignore_ascii_case(&m.backend),
-            });
+        let backend_ok = self.backend.as_deref().map(str::trim).filter(|b| !b.is_empty()).is_none_or(|b| match BackendKind::parse(b) {
+            Some(kind) => kind == m.kind,
+            None => b.eq_ignore_ascii_case(&m.backend),
+        });
         backend_ok
-            && self
-                .connection
-                .as_deref()
-                .filter(|c| !c.is_empty())
-                .is_none_or(|c| c == m.connection)
-            && self
-                .schema
-                .as_deref()
-                .filter(|s| !s.is_empty())
-                .is_none_or(|s| m.schema.as_deref() == Some(s))
+            && self.connection.as_deref().filter(|c| !c.is_empty()).is_none_or(|c| c == m.connection)
+            && self.schema.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| m.schema.as_deref() == Some(s))
             && (self.tables.is_empty() || m.table.as_ref().is_some_and(|t| self.tables.contains(t)))
-            && self
-                .version
-                .as_deref()
-                .map(str::trim)
-                .filter(|v| !v.is_empty())
-                .is_none_or(|v| m.version.matches(v))
+            && self.version.as_deref().map(str::trim).filter(|v| !v.is_empty()).is_none_or(|v| m.version.matches(v))
             && (self.tags.is_empty() || self.tags.matches(&m.tag_map))
             && (self.ids.is_empty() || self.ids.iter().any(|(id, _)| *id == m.id))
     }
@@ -223,10 +195,7 @@ impl PlanRequest {
     }
 
     pub fn down(selector: Selector) -> PlanRequest {
-        PlanRequest {
-            direction: Direction::Down,
-            ..PlanRequest::up(selector)
-        }
+        PlanRequest { direction: Direction::Down, ..PlanRequest::up(selector) }
     }
 }
 
@@ -283,15 +252,9 @@ impl fmt::Display for SkipReason {
             SkipReason::AlreadyApplied => f.write_str("already applied"),
             SkipReason::NotApplied => f.write_str("not applied"),
             SkipReason::NeedsSchema => f.write_str("per-tenant migration: no schema given"),
-            SkipReason::NeedsRetry => {
-                f.write_str("failed with partial changes; run `bfm migrate retry` after checking")
-            }
+            SkipReason::NeedsRetry => f.write_str("failed with partial changes; run `bfm migrate retry` after checking"),
             SkipReason::Running => f.write_str("running elsewhere or interrupted"),
-            SkipReason::Modified { migrations } => write!(
-                f,
-                "connection has modified migrations: {}",
-                migrations.join(", ")
-            ),
+            SkipReason::Modified { migrations } => write!(f, "connection has modified migrations: {}", migrations.join(", ")),
             SkipReason::Blocked { by } => write!(f, "blocked by {by}"),
         }
     }
@@ -331,54 +294,27 @@ impl Skipped {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PlanError {
-    MissingDependency {
-        migration: String,
-        dependency: String,
-    },
-    Cycle {
-        path: Vec<String>,
-    },
-    NeedsSchema {
-        migration: String,
-    },
-    Modified {
-        connection: String,
-        migrations: Vec<String>,
-    },
-    NoDownScript {
-        migration: String,
-    },
-    HasDependents {
-        migration: String,
-        schema: String,
-        dependents: Vec<String>,
-    },
-    UnknownMigration {
-        id: String,
-    },
+    MissingDependency { migration: String, dependency: String },
+    Cycle { path: Vec<String> },
+    NeedsSchema { migration: String },
+    Modified { connection: String, migrations: Vec<String> },
+    NoDownScript { migration: String },
+    HasDependents { migration: String, schema: String, dependents: Vec<String> },
+    UnknownMigration { id: String },
 }
 
 impl fmt::Display for PlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PlanError::MissingDependency {
-                migration,
-                dependency,
-            } => {
-                write!(
-                    f,
-                    "missing dependency: {migration} depends on ({dependency}), which matches no migration"
-                )
+            PlanError::MissingDependency { migration, dependency } => {
+                write!(f, "missing dependency: {migration} depends on ({dependency}), which matches no migration")
             }
             PlanError::Cycle { path } => write!(f, "dependency cycle: {}", path.join(" -> ")),
             PlanError::NeedsSchema { migration } => write!(
                 f,
                 "migration {migration} has a dynamic (per-tenant) schema but no schema was given; pass schemas (--schema / \"schemas\")"
             ),
-            PlanError::Modified {
-                connection,
-                migrations,
-            } => write!(
+            PlanError::Modified { connection, migrations } => write!(
                 f,
                 "connection {connection} is blocked: applied migration(s) changed on disk since they ran: {}; review, then run `bfm migrate accept-checksum <id>` or pass --allow-modified",
                 migrations.join(", ")
@@ -386,16 +322,8 @@ impl fmt::Display for PlanError {
             PlanError::NoDownScript { migration } => {
                 write!(f, "migration {migration} has no down script")
             }
-            PlanError::HasDependents {
-                migration,
-                schema,
-                dependents,
-            } => {
-                let at = if schema.is_empty() {
-                    String::new()
-                } else {
-                    format!(" in schema {schema}")
-                };
+            PlanError::HasDependents { migration, schema, dependents } => {
+                let at = if schema.is_empty() { String::new() } else { format!(" in schema {schema}") };
                 write!(
                     f,
                     "cannot roll back {migration}{at}: applied migration(s) depend on it: {} (roll them back first, or cascade)",
@@ -425,12 +353,7 @@ struct Nodes {
 
 impl Nodes {
     fn new() -> Nodes {
-        Nodes {
-            keys: Vec::new(),
-            index: HashMap::new(),
-            reason: Vec::new(),
-            edges: Vec::new(),
-        }
+        Nodes { keys: Vec::new(), index: HashMap::new(), reason: Vec::new(), edges: Vec::new() }
     }
     fn get_or_add(&mut self, key: NodeKey, reason: Reason) -> (usize, bool) {
         if let Some(&i) = self.index.get(&key) {
@@ -452,9 +375,7 @@ pub fn dependency_schema(target: &Migration, dep: &Dependency, dependent_schema:
     if let Some(s) = &target.schema {
         return s.clone();
     }
-    dep.schema
-        .clone()
-        .unwrap_or_else(|| dependent_schema.to_string())
+    dep.schema.clone().unwrap_or_else(|| dependent_schema.to_string())
 }
 
 fn sort_key(catalog: &Catalog, key: &NodeKey) -> (crate::migration::Version, String, String) {
@@ -471,11 +392,7 @@ pub fn plan(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> 
 }
 
 /// Execution schemas of a selected migration; `Err(())` if it needs a schema and has none.
-fn execution_schemas(
-    m: &Migration,
-    request: &PlanRequest,
-    explicit: Option<&String>,
-) -> Result<Vec<String>, ()> {
+fn execution_schemas(m: &Migration, request: &PlanRequest, explicit: Option<&String>) -> Result<Vec<String>, ()> {
     if !m.kind.has_schemas() {
         return Ok(vec![String::new()]);
     }
@@ -487,18 +404,9 @@ fn execution_schemas(
     }
     if !request.schemas.is_empty() {
         let mut seen = HashSet::new();
-        return Ok(request
-            .schemas
-            .iter()
-            .filter(|s| seen.insert(s.as_str()))
-            .cloned()
-            .collect());
+        return Ok(request.schemas.iter().filter(|s| seen.insert(s.as_str())).cloned().collect());
     }
-    if m.kind.runs_dynamic_without_schema() {
-        Ok(vec![String::new()])
-    } else {
-        Err(())
-    }
+    if m.kind.runs_dynamic_without_schema() { Ok(vec![String::new()]) } else { Err(()) }
 }
 
 fn selected(request: &PlanRequest, catalog: &Catalog) -> Vec<(usize, Option<String>)> {
@@ -537,14 +445,10 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
                 }
             }
             Err(()) => match request.missing_schema {
-                MissingSchema::Error => out.errors.push(PlanError::NeedsSchema {
-                    migration: m.id.clone(),
-                }),
-                MissingSchema::Skip => out.skipped.push(Skipped {
-                    migration: m.clone(),
-                    schema: String::new(),
-                    reason: SkipReason::NeedsSchema,
-                }),
+                MissingSchema::Error => out.errors.push(PlanError::NeedsSchema { migration: m.id.clone() }),
+                MissingSchema::Skip => {
+                    out.skipped.push(Skipped { migration: m.clone(), schema: String::new(), reason: SkipReason::NeedsSchema })
+                }
             },
         }
     }
@@ -561,26 +465,16 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
             for dep in m.all_dependencies() {
                 let targets: Vec<usize> = catalog.targets_of(&dep).filter(|&t| t != mi).collect();
                 if targets.is_empty() {
-                    out.errors.push(PlanError::MissingDependency {
-                        migration: m.display_id(&schema),
-                        dependency: dep.describe(),
-                    });
+                    out.errors.push(PlanError::MissingDependency { migration: m.display_id(&schema), dependency: dep.describe() });
                     continue;
                 }
                 for t in targets {
                     let target = catalog.at(t);
                     let ts = dependency_schema(target, &dep, &schema);
-                    if state.is_applied(&target.id, &ts)
-                        && !nodes.index.contains_key(&(t, ts.clone()))
-                    {
+                    if state.is_applied(&target.id, &ts) && !nodes.index.contains_key(&(t, ts.clone())) {
                         continue;
                     }
-                    let (dn, new) = nodes.get_or_add(
-                        (t, ts),
-                        Reason::Dependency {
-                            of: m.display_id(&schema),
-                        },
-                    );
+                    let (dn, new) = nodes.get_or_add((t, ts), Reason::Dependency { of: m.display_id(&schema) });
                     nodes.edges.push((dn, n));
                     if new {
                         queue.push(dn);
@@ -595,10 +489,7 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
         graph.add_edge(a, b);
     }
     if let Some(cycle) = graph.find_cycle() {
-        let path = cycle
-            .iter()
-            .map(|&n| catalog.at(nodes.keys[n].0).display_id(&nodes.keys[n].1))
-            .collect();
+        let path = cycle.iter().map(|&n| catalog.at(nodes.keys[n].0).display_id(&nodes.keys[n].1)).collect();
         out.errors.push(PlanError::Cycle { path });
         return out;
     }
@@ -607,19 +498,13 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
         o.sort_by_key(|&n| sort_key(catalog, &nodes.keys[n]));
         o
     } else {
-        graph
-            .order_by(|n| sort_key(catalog, &nodes.keys[n]))
-            .unwrap_or_default()
+        graph.order_by(|n| sort_key(catalog, &nodes.keys[n])).unwrap_or_default()
     };
 
     // Connections with applied migrations whose script changed.
     let mut modified: BTreeMap<String, Vec<String>> = BTreeMap::new();
     if !request.allow_modified {
-        let involved: HashSet<&str> = nodes
-            .keys
-            .iter()
-            .map(|(i, _)| catalog.at(*i).connection.as_str())
-            .collect();
+        let involved: HashSet<&str> = nodes.keys.iter().map(|(i, _)| catalog.at(*i).connection.as_str()).collect();
         for (id, schema, entry) in state.iter() {
             let Some(m) = catalog.get(id) else { continue };
             if entry.status != Status::Applied || !involved.contains(m.connection.as_str()) {
@@ -627,19 +512,13 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
             }
             if let Some(c) = &entry.checksum {
                 if c.algorithm == m.checksum.algorithm && c.value != m.checksum.value {
-                    modified
-                        .entry(m.connection.clone())
-                        .or_default()
-                        .push(m.display_id(schema));
+                    modified.entry(m.connection.clone()).or_default().push(m.display_id(schema));
                 }
             }
         }
         for (connection, list) in modified.iter_mut() {
             list.sort();
-            out.errors.push(PlanError::Modified {
-                connection: connection.clone(),
-                migrations: list.clone(),
-            });
+            out.errors.push(PlanError::Modified { connection: connection.clone(), migrations: list.clone() });
         }
     }
 
@@ -659,11 +538,7 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
         let is_selected = n < selected_count;
         let skip = |out: &mut Plan, reason: SkipReason| {
             if is_selected {
-                out.skipped.push(Skipped {
-                    migration: m.clone(),
-                    schema: schema.clone(),
-                    reason,
-                });
+                out.skipped.push(Skipped { migration: m.clone(), schema: schema.clone(), reason });
             }
         };
         if let Some(by) = preds[n].iter().find_map(|&p| blocked_by[p].clone()) {
@@ -693,23 +568,12 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
         }
         if let Some(list) = modified.get(&m.connection) {
             blocked_by[n] = Some(did.clone());
-            skip(
-                &mut out,
-                SkipReason::Modified {
-                    migrations: list.clone(),
-                },
-            );
+            skip(&mut out, SkipReason::Modified { migrations: list.clone() });
             continue;
         }
         let after = preds[n].iter().filter_map(|&p| step_of[p]).collect();
         step_of[n] = Some(out.steps.len());
-        out.steps.push(Step {
-            migration: m.clone(),
-            schema: schema.clone(),
-            direction: Direction::Up,
-            reason,
-            after,
-        });
+        out.steps.push(Step { migration: m.clone(), schema: schema.clone(), direction: Direction::Up, reason, after });
     }
     out
 }
@@ -729,9 +593,7 @@ fn plan_down(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) ->
                     }
                 }
             }
-            Err(()) => out.errors.push(PlanError::NeedsSchema {
-                migration: m.id.clone(),
-            }),
+            Err(()) => out.errors.push(PlanError::NeedsSchema { migration: m.id.clone() }),
         }
     }
     let selected_count = nodes.keys.len();
@@ -765,9 +627,7 @@ fn plan_down(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) ->
                 None => state.schemas_of(&d.id).to_vec(),
             };
             for ds in candidates {
-                if !state.is_applied(&d.id, &ds)
-                    || dependency_schema(catalog.at(ti), dep, &ds) != schema
-                {
+                if !state.is_applied(&d.id, &ds) || dependency_schema(catalog.at(ti), dep, &ds) != schema {
                     continue;
                 }
                 if let Some(&existing) = nodes.index.get(&(*di, ds.clone())) {
@@ -775,12 +635,7 @@ fn plan_down(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) ->
                     continue;
                 }
                 if request.cascade {
-                    let (dn, _) = nodes.get_or_add(
-                        (*di, ds.clone()),
-                        Reason::Dependent {
-                            of: catalog.at(ti).display_id(&schema),
-                        },
-                    );
+                    let (dn, _) = nodes.get_or_add((*di, ds.clone()), Reason::Dependent { of: catalog.at(ti).display_id(&schema) });
                     nodes.edges.push((dn, n));
                     queue.push(dn);
                 } else {
@@ -808,12 +663,8 @@ fn plan_down(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) ->
         let (v, id, s) = sort_key(catalog, &nodes.keys[n]);
         (Reverse(v), Reverse(id), s)
     }) else {
-        let path = graph
-            .find_cycle()
-            .unwrap_or_default()
-            .iter()
-            .map(|&n| catalog.at(nodes.keys[n].0).display_id(&nodes.keys[n].1))
-            .collect();
+        let path =
+            graph.find_cycle().unwrap_or_default().iter().map(|&n| catalog.at(nodes.keys[n].0).display_id(&nodes.keys[n].1)).collect();
         out.errors.push(PlanError::Cycle { path });
         return out;
     };
@@ -832,18 +683,12 @@ fn plan_down(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) ->
         }
         if !state.is_applied(&m.id, schema) {
             if n < selected_count {
-                out.skipped.push(Skipped {
-                    migration: m.clone(),
-                    schema: schema.clone(),
-                    reason: SkipReason::NotApplied,
-                });
+                out.skipped.push(Skipped { migration: m.clone(), schema: schema.clone(), reason: SkipReason::NotApplied });
             }
             continue;
         }
         if m.down.is_none() {
-            out.errors.push(PlanError::NoDownScript {
-                migration: m.display_id(schema),
-            });
+            out.errors.push(PlanError::NoDownScript { migration: m.display_id(schema) });
             continue;
         }
         let after = preds[n].iter().filter_map(|&p| step_of[p]).collect();
@@ -864,9 +709,7 @@ fn plan_down(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) ->
 pub fn order(catalog: &Catalog, ids: &[String]) -> Result<Vec<String>, PlanError> {
     let mut idx: Vec<usize> = Vec::new();
     for id in ids {
-        let i = catalog
-            .index_of(id)
-            .ok_or_else(|| PlanError::UnknownMigration { id: id.clone() })?;
+        let i = catalog.index_of(id).ok_or_else(|| PlanError::UnknownMigration { id: id.clone() })?;
         if !idx.contains(&i) {
             idx.push(i);
         }
@@ -878,10 +721,7 @@ pub fn order(catalog: &Catalog, ids: &[String]) -> Result<Vec<String>, PlanError
         for dep in m.all_dependencies() {
             let targets: Vec<usize> = catalog.targets_of(&dep).collect();
             if targets.is_empty() {
-                return Err(PlanError::MissingDependency {
-                    migration: m.id.clone(),
-                    dependency: dep.describe(),
-                });
+                return Err(PlanError::MissingDependency { migration: m.id.clone(), dependency: dep.describe() });
             }
             for t in targets {
                 if let Some(&tp) = pos.get(&t) {
@@ -890,23 +730,10 @@ pub fn order(catalog: &Catalog, ids: &[String]) -> Result<Vec<String>, PlanError
             }
         }
     }
-    match graph.order_by(|p| {
-        (
-            catalog.at(idx[p]).version.clone(),
-            catalog.at(idx[p]).id.clone(),
-        )
-    }) {
-        Some(o) => Ok(o
-            .into_iter()
-            .map(|p| catalog.at(idx[p]).id.clone())
-            .collect()),
+    match graph.order_by(|p| (catalog.at(idx[p]).version.clone(), catalog.at(idx[p]).id.clone())) {
+        Some(o) => Ok(o.into_iter().map(|p| catalog.at(idx[p]).id.clone()).collect()),
         None => {
-            let path = graph
-                .find_cycle()
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| catalog.at(idx[p]).id.clone())
-                .collect();
+            let path = graph.find_cycle().unwrap_or_default().into_iter().map(|p| catalog.at(idx[p]).id.clone()).collect();
             Err(PlanError::Cycle { path })
         }
     }

@@ -103,11 +103,7 @@ pub struct Statement {
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
+    src.as_bytes()[..offset.min(src.len())].iter().filter(|b| **b == b'\n').count() + 1
 }
 
 fn is_word_byte(b: u8) -> bool {
@@ -120,18 +116,8 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
     let mut tokens = Vec::new();
     let mut i = 0;
     let mut delimiter: Vec<u8> = b";".to_vec();
-    let at_line_start = |i: usize| {
-        i == 0
-            || bytes[..i]
-                .iter()
-                .rev()
-                .take_while(|b| **b != b'\n')
-                .all(|b| *b == b' ' || *b == b'\t')
-    };
-    let err = |at: usize, message: &str| LexError {
-        line: line_of(src, at),
-        message: message.to_string(),
-    };
+    let at_line_start = |i: usize| i == 0 || bytes[..i].iter().rev().take_while(|b| **b != b'\n').all(|b| *b == b' ' || *b == b'\t');
+    let err = |at: usize, message: &str| LexError { line: line_of(src, at), message: message.to_string() };
     while i < bytes.len() {
         let b = bytes[i];
         let start = i;
@@ -143,36 +129,24 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
             && bytes[i..i + 9].eq_ignore_ascii_case(b"DELIMITER")
             && (bytes[i + 9] == b' ' || bytes[i + 9] == b'\t')
         {
-            let line_end = bytes[i..]
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(bytes.len(), |p| i + p);
+            let line_end = bytes[i..].iter().position(|b| *b == b'\n').map_or(bytes.len(), |p| i + p);
             let new = src[i + 9..line_end].trim();
             if new.is_empty() {
                 return Err(err(i, "DELIMITER needs a delimiter"));
             }
             delimiter = new.as_bytes().to_vec();
-            tokens.push(Token {
-                kind: TokenKind::DelimiterCommand,
-                start,
-                end: line_end,
-            });
+            tokens.push(Token { kind: TokenKind::DelimiterCommand, start, end: line_end });
             i = line_end;
             continue;
         }
         if bytes[i..].starts_with(&delimiter) {
             i += delimiter.len();
-            tokens.push(Token {
-                kind: TokenKind::Terminator,
-                start,
-                end: i,
-            });
+            tokens.push(Token { kind: TokenKind::Terminator, start, end: i });
             continue;
         }
         let kind = match b {
             b' ' | b'\t' | b'\r' | b'\n' | b'\x0c' => {
-                while i < bytes.len() && matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n' | b'\x0c')
-                {
+                while i < bytes.len() && matches!(bytes[i], b' ' | b'\t' | b'\r' | b'\n' | b'\x0c') {
                     i += 1;
                 }
                 TokenKind::Space
@@ -191,8 +165,8 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
                 // MySQL executable comments and optimizer hints are code, not comments.
-                let executable = matches!(dialect, Dialect::MySql | Dialect::Greptime)
-                    && matches!(bytes.get(i + 2), Some(b'!') | Some(b'+'));
+                let executable =
+                    matches!(dialect, Dialect::MySql | Dialect::Greptime) && matches!(bytes.get(i + 2), Some(b'!') | Some(b'+'));
                 let nests = dialect == Dialect::Postgres;
                 let mut depth = 0usize;
                 loop {
@@ -200,11 +174,7 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
                         return Err(err(start, "unterminated block comment"));
                     }
                     if bytes[i] == b'/' && bytes[i + 1] == b'*' {
-                        depth = if nests || depth == 0 {
-                            depth + 1
-                        } else {
-                            depth
-                        };
+                        depth = if nests || depth == 0 { depth + 1 } else { depth };
                         i += 2;
                     } else if bytes[i] == b'*' && bytes[i + 1] == b'/' {
                         depth -= 1;
@@ -216,11 +186,7 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
                         i += 1;
                     }
                 }
-                if executable {
-                    TokenKind::Other
-                } else {
-                    TokenKind::Comment
-                }
+                if executable { TokenKind::Other } else { TokenKind::Comment }
             }
             b'\'' => {
                 let backslash = dialect.backslash_in_single_quotes()
@@ -228,42 +194,29 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
                         && start > 0
                         && matches!(bytes[start - 1], b'E' | b'e')
                         && (start < 2 || !is_word_byte(bytes[start - 2])));
-                i = scan_quoted(bytes, i, b'\'', backslash)
-                    .ok_or_else(|| err(start, "unterminated string literal"))?;
+                i = scan_quoted(bytes, i, b'\'', backslash).ok_or_else(|| err(start, "unterminated string literal"))?;
                 TokenKind::Literal
             }
             b'"' => {
                 let mysql = matches!(dialect, Dialect::MySql);
-                i = scan_quoted(bytes, i, b'"', mysql)
-                    .ok_or_else(|| err(start, "unterminated quoted identifier"))?;
-                if mysql {
-                    TokenKind::Literal
-                } else {
-                    TokenKind::QuotedIdent
-                }
+                i = scan_quoted(bytes, i, b'"', mysql).ok_or_else(|| err(start, "unterminated quoted identifier"))?;
+                if mysql { TokenKind::Literal } else { TokenKind::QuotedIdent }
             }
             b'`' if dialect != Dialect::Postgres => {
-                i = scan_quoted(bytes, i, b'`', false)
-                    .ok_or_else(|| err(start, "unterminated quoted identifier"))?;
+                i = scan_quoted(bytes, i, b'`', false).ok_or_else(|| err(start, "unterminated quoted identifier"))?;
                 TokenKind::QuotedIdent
             }
             b'[' if dialect == Dialect::Sqlite => {
-                let close = bytes[i..]
-                    .iter()
-                    .position(|b| *b == b']')
-                    .ok_or_else(|| err(start, "unterminated [identifier]"))?;
+                let close = bytes[i..].iter().position(|b| *b == b']').ok_or_else(|| err(start, "unterminated [identifier]"))?;
                 i += close + 1;
                 TokenKind::QuotedIdent
             }
-            b'$' if dialect == Dialect::Postgres
-                && (start == 0 || !is_word_byte(bytes[start - 1])) =>
-            {
+            b'$' if dialect == Dialect::Postgres && (start == 0 || !is_word_byte(bytes[start - 1])) => {
                 match dollar_tag(bytes, i) {
                     Some(tag_end) => {
                         let tag = &bytes[i..tag_end];
                         let body_start = tag_end;
-                        let close = find(&bytes[body_start..], tag)
-                            .ok_or_else(|| err(start, "unterminated dollar-quoted string"))?;
+                        let close = find(&bytes[body_start..], tag).ok_or_else(|| err(start, "unterminated dollar-quoted string"))?;
                         i = body_start + close + tag.len();
                         TokenKind::DollarQuoted
                     }
@@ -278,10 +231,7 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
                 }
             }
             b if is_word_byte(b) => {
-                while i < bytes.len()
-                    && is_word_byte(bytes[i])
-                    && (delimiter == b";" || !bytes[i..].starts_with(&delimiter))
-                {
+                while i < bytes.len() && is_word_byte(bytes[i]) && (delimiter == b";" || !bytes[i..].starts_with(&delimiter)) {
                     i += 1;
                 }
                 TokenKind::Word
@@ -292,11 +242,7 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
                 TokenKind::Other
             }
         };
-        tokens.push(Token {
-            kind,
-            start,
-            end: i,
-        });
+        tokens.push(Token { kind, start, end: i });
     }
     Ok(tokens)
 }
@@ -329,9 +275,7 @@ fn dollar_tag(bytes: &[u8], i: usize) -> Option<usize> {
     if j < bytes.len() && bytes[j].is_ascii_digit() {
         return None;
     }
-    while j < bytes.len()
-        && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] >= 0x80)
-    {
+    while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] >= 0x80) {
         j += 1;
     }
     (j < bytes.len() && bytes[j] == b'$').then_some(j + 1)
@@ -356,15 +300,10 @@ impl BlockDepth {
         if self.words.len() < 4 {
             self.words.push(upper.clone());
         }
-        let is_trigger = self.words.first().is_some_and(|w| w == "CREATE")
-            && self.words.iter().any(|w| w == "TRIGGER");
+        let is_trigger = self.words.first().is_some_and(|w| w == "CREATE") && self.words.iter().any(|w| w == "TRIGGER");
         match upper.as_str() {
-            "ATOMIC" if dialect == Dialect::Postgres && self.prev.as_deref() == Some("BEGIN") => {
-                self.depth += 1
-            }
-            "BEGIN" if dialect == Dialect::Sqlite && is_trigger && self.depth == 0 => {
-                self.depth += 1
-            }
+            "ATOMIC" if dialect == Dialect::Postgres && self.prev.as_deref() == Some("BEGIN") => self.depth += 1,
+            "BEGIN" if dialect == Dialect::Sqlite && is_trigger && self.depth == 0 => self.depth += 1,
             "CASE" if self.depth > 0 => self.depth += 1,
             "END" if self.depth > 0 => self.depth -= 1,
             _ => {}
@@ -385,10 +324,7 @@ pub fn split(src: &str, dialect: Dialect) -> Result<Vec<Statement>, LexError> {
             TokenKind::Space | TokenKind::Comment | TokenKind::DelimiterCommand => {}
             TokenKind::Terminator if block.depth == 0 => {
                 if let Some(s) = first.take() {
-                    out.push(Statement {
-                        text: src[s..last].to_string(),
-                        line: line_of(src, s),
-                    });
+                    out.push(Statement { text: src[s..last].to_string(), line: line_of(src, s) });
                 }
                 block = BlockDepth::default();
             }
@@ -402,10 +338,7 @@ pub fn split(src: &str, dialect: Dialect) -> Result<Vec<Statement>, LexError> {
         }
     }
     if let Some(s) = first {
-        out.push(Statement {
-            text: src[s..last].to_string(),
-            line: line_of(src, s),
-        });
+        out.push(Statement { text: src[s..last].to_string(), line: line_of(src, s) });
     }
     Ok(out)
 }
@@ -415,12 +348,8 @@ pub fn split(src: &str, dialect: Dialect) -> Result<Vec<Statement>, LexError> {
 /// line endings as `\n` and trailing blanks removed inside literals. Two scripts with the same
 /// normal form run the same SQL.
 pub fn normalise(src: &str, dialect: Dialect) -> Result<Vec<String>, LexError> {
-    let cleaned: String = src
-        .replace("\r\n", "\n")
-        .split('\n')
-        .map(|l| l.trim_end_matches([' ', '\t', '\r']))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let cleaned: String =
+        src.replace("\r\n", "\n").split('\n').map(|l| l.trim_end_matches([' ', '\t', '\r'])).collect::<Vec<_>>().join("\n");
     let tokens = tokenize(&cleaned, dialect)?;
     let mut statements = Vec::new();
     let mut current = String::new();
@@ -443,8 +372,7 @@ pub fn normalise(src: &str, dialect: Dialect) -> Result<Vec<String>, LexError> {
                 if t.kind == TokenKind::Word {
                     block.word(text, dialect);
                 }
-                let loose =
-                    t.kind == TokenKind::Other && matches!(text, "(" | ")" | "," | "[" | "]");
+                let loose = t.kind == TokenKind::Other && matches!(text, "(" | ")" | "," | "[" | "]");
                 if pending_space && !loose && !prev_loose {
                     current.push(' ');
                 }
@@ -463,16 +391,10 @@ pub fn normalise(src: &str, dialect: Dialect) -> Result<Vec<String>, LexError> {
 /// Statements that control transactions; a migration that runs inside bfm's own transaction
 /// must not contain them.
 pub fn is_transaction_control(statement: &str) -> bool {
-    let first = statement
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_ascii_uppercase();
+    let first = statement.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
     let first = first.trim_end_matches(';');
-    matches!(
-        first,
-        "BEGIN" | "COMMIT" | "ROLLBACK" | "END" | "SAVEPOINT" | "RELEASE"
-    ) || (first == "START" && statement.to_ascii_uppercase().contains("TRANSACTION"))
+    matches!(first, "BEGIN" | "COMMIT" | "ROLLBACK" | "END" | "SAVEPOINT" | "RELEASE")
+        || (first == "START" && statement.to_ascii_uppercase().contains("TRANSACTION"))
 }
 
 #[cfg(test)]
@@ -488,11 +410,7 @@ mod tests {
         let src = "CREATE TABLE a (x text default 'a;b'); -- c;\nINSERT INTO \"we;ird\" VALUES ($$x;y$$);\n/* ; */ SELECT 1";
         assert_eq!(
             texts(src, Dialect::Postgres),
-            vec![
-                "CREATE TABLE a (x text default 'a;b')",
-                "INSERT INTO \"we;ird\" VALUES ($$x;y$$)",
-                "SELECT 1"
-            ]
+            vec!["CREATE TABLE a (x text default 'a;b')", "INSERT INTO \"we;ird\" VALUES ($$x;y$$)", "SELECT 1"]
         );
     }
 
@@ -507,25 +425,16 @@ mod tests {
         let src = "CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $$ not end $$; $body$ LANGUAGE sql; SELECT $1;";
         assert_eq!(texts(src, Dialect::Postgres).len(), 2);
         // `a$b$` is an identifier, not a dollar quote.
-        assert_eq!(
-            texts("SELECT a$b$ FROM t; SELECT 2", Dialect::Postgres).len(),
-            2
-        );
+        assert_eq!(texts("SELECT a$b$ FROM t; SELECT 2", Dialect::Postgres).len(), 2);
     }
 
     #[test]
     fn postgres_escape_strings_and_nested_comments() {
         assert_eq!(
-            texts(
-                r"SELECT E'it\'s;'; SELECT 'a\'; SELECT 2",
-                Dialect::Postgres
-            ),
+            texts(r"SELECT E'it\'s;'; SELECT 'a\'; SELECT 2", Dialect::Postgres),
             vec![r"SELECT E'it\'s;'", r"SELECT 'a\'", "SELECT 2"]
         );
-        assert_eq!(
-            texts("/* a /* b; */ c; */ SELECT 1; SELECT 2", Dialect::Postgres),
-            vec!["SELECT 1", "SELECT 2"]
-        );
+        assert_eq!(texts("/* a /* b; */ c; */ SELECT 1; SELECT 2", Dialect::Postgres), vec!["SELECT 1", "SELECT 2"]);
     }
 
     #[test]
@@ -545,11 +454,7 @@ mod tests {
         let src = "DELIMITER $$\nCREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END$$\nDELIMITER ;\nINSERT INTO `a;b` VALUES ('it\\'s;'); # c;\nSELECT \"x;y\";";
         assert_eq!(
             texts(src, Dialect::MySql),
-            vec![
-                "CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END",
-                "INSERT INTO `a;b` VALUES ('it\\'s;')",
-                "SELECT \"x;y\""
-            ]
+            vec!["CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END", "INSERT INTO `a;b` VALUES ('it\\'s;')", "SELECT \"x;y\""]
         );
     }
 
@@ -565,25 +470,13 @@ mod tests {
     fn normal_form_ignores_comments_blanks_and_line_endings() {
         let a = "CREATE TABLE t (\n  id int -- key\n);\r\n\r\nINSERT INTO t VALUES (1);   \n";
         let b = "/* header */\nCREATE TABLE t (id int);\nINSERT INTO t VALUES (1)";
-        assert_eq!(
-            normalise(a, Dialect::Postgres).unwrap(),
-            normalise(b, Dialect::Postgres).unwrap()
-        );
+        assert_eq!(normalise(a, Dialect::Postgres).unwrap(), normalise(b, Dialect::Postgres).unwrap());
         let c = "CREATE TABLE t (id bigint);\nINSERT INTO t VALUES (1)";
-        assert_ne!(
-            normalise(b, Dialect::Postgres).unwrap(),
-            normalise(c, Dialect::Postgres).unwrap()
-        );
+        assert_ne!(normalise(b, Dialect::Postgres).unwrap(), normalise(c, Dialect::Postgres).unwrap());
         // Inside literals, blanks count.
-        assert_ne!(
-            normalise("SELECT 'a  b'", Dialect::Postgres).unwrap(),
-            normalise("SELECT 'a b'", Dialect::Postgres).unwrap()
-        );
+        assert_ne!(normalise("SELECT 'a  b'", Dialect::Postgres).unwrap(), normalise("SELECT 'a b'", Dialect::Postgres).unwrap());
         // A comment between two words still separates them.
-        assert_eq!(
-            normalise("SELECT a/*x*/b", Dialect::Postgres).unwrap(),
-            vec!["SELECT a b"]
-        );
+        assert_eq!(normalise("SELECT a/*x*/b", Dialect::Postgres).unwrap(), vec!["SELECT a b"]);
     }
 
     #[test]

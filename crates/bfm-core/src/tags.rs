@@ -55,9 +55,7 @@ pub fn parse_tag(entry: &str) -> Result<(String, String), TagError> {
 }
 
 /// Parse a list of tags into a map (later duplicates win).
-pub fn parse_tags<S: AsRef<str>>(
-    entries: &[S],
-) -> Result<BTreeMap<String, String>, TagFilterError> {
+pub fn parse_tags<S: AsRef<str>>(entries: &[S]) -> Result<BTreeMap<String, String>, TagFilterError> {
     let mut map = BTreeMap::new();
     for (index, e) in entries.iter().enumerate() {
         let (k, v) = parse_tag(e.as_ref()).map_err(|error| TagFilterError { index, error })?;
@@ -68,12 +66,7 @@ pub fn parse_tags<S: AsRef<str>>(
 
 /// Split a `-- bfm-tags:` header value (`k=v, k2=v2`) into entries; empty entries are skipped.
 pub fn split_header(value: &str) -> Vec<String> {
-    value
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-        .collect()
+    value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 /// A parsed tag filter.
@@ -114,28 +107,12 @@ mod tests {
     fn and_semantics_and_untagged() {
         let tags = parse_tags(&["env=prod", "tier=core"]).unwrap();
         assert!(TagFilter::parse(&["env=prod"]).unwrap().matches(&tags));
-        assert!(
-            TagFilter::parse(&["ENV=prod", "tier=core"])
-                .unwrap()
-                .matches(&tags)
-        );
+        assert!(TagFilter::parse(&["ENV=prod", "tier=core"]).unwrap().matches(&tags));
         assert!(!TagFilter::parse(&["env=Prod"]).unwrap().matches(&tags));
-        assert!(
-            !TagFilter::parse(&["env=prod", "x=y"])
-                .unwrap()
-                .matches(&tags)
-        );
-        assert!(
-            !TagFilter::parse(&["env=prod"])
-                .unwrap()
-                .matches(&BTreeMap::new())
-        );
+        assert!(!TagFilter::parse(&["env=prod", "x=y"]).unwrap().matches(&tags));
+        assert!(!TagFilter::parse(&["env=prod"]).unwrap().matches(&BTreeMap::new()));
         assert!(TagFilter::default().matches(&BTreeMap::new()));
         // later duplicates win
-        assert!(
-            TagFilter::parse(&["env=dev", "env=prod"])
-                .unwrap()
-                .matches(&tags)
-        );
+        assert!(TagFilter::parse(&["env=dev", "env=prod"]).unwrap().matches(&tags));
     }
 }

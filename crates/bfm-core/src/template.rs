@@ -91,10 +91,7 @@ pub fn placeholders(src: &str) -> Result<Vec<Placeholder>, TemplateError> {
     while let Some(p) = src[from..].find("{{") {
         let start = from + p;
         let Some(close) = src[start + 2..].find("}}") else {
-            return Err(TemplateError {
-                line: line_at(src, start),
-                message: "`{{` without a closing `}}`".into(),
-            });
+            return Err(TemplateError { line: line_at(src, start), message: "`{{` without a closing `}}`".into() });
         };
         let end = start + 2 + close + 2;
         let inner = src[start + 2..end - 2].trim();
@@ -120,10 +117,7 @@ pub fn render_sql(src: &str, dialect: Dialect, vars: &Vars<'_>) -> Result<String
     if found.is_empty() {
         return Ok(src.to_string());
     }
-    let tokens = sql::tokenize(src, dialect).map_err(|e| TemplateError {
-        line: e.line,
-        message: e.message,
-    })?;
+    let tokens = sql::tokenize(src, dialect).map_err(|e| TemplateError { line: e.line, message: e.message })?;
     let mut out = String::with_capacity(src.len() + 32);
     let mut last = 0;
     let mut ti = 0;
@@ -136,14 +130,9 @@ pub fn render_sql(src: &str, dialect: Dialect, vars: &Vars<'_>) -> Result<String
         let value = vars.get(p.var);
         let rendered = match token {
             Some(t) if t.kind == TokenKind::Literal => {
-                let quote_at = if matches!(src.as_bytes()[t.start], b'E' | b'e') {
-                    t.start + 1
-                } else {
-                    t.start
-                };
+                let quote_at = if matches!(src.as_bytes()[t.start], b'E' | b'e') { t.start + 1 } else { t.start };
                 let quote = src[quote_at..].chars().next().unwrap_or('\'');
-                let backslash =
-                    matches!(dialect, Dialect::MySql | Dialect::Greptime) || quote_at != t.start;
+                let backslash = matches!(dialect, Dialect::MySql | Dialect::Greptime) || quote_at != t.start;
                 let mut v = value.to_string();
                 if backslash {
                     v = v.replace('\\', "\\\\");
@@ -212,13 +201,7 @@ mod tests {
     use super::*;
 
     fn vars() -> Vars<'static> {
-        Vars {
-            schema: "tenant_1\"x",
-            connection: "org",
-            backend: "postgresql",
-            version: "20250101000000",
-            environment: "it's",
-        }
+        Vars { schema: "tenant_1\"x", connection: "org", backend: "postgresql", version: "20250101000000", environment: "it's" }
     }
 
     #[test]
@@ -236,11 +219,7 @@ mod tests {
         let out = render_sql(
             "CREATE DATABASE {{.Schema}}; SELECT '{{.Environment}}'",
             Dialect::MySql,
-            &Vars {
-                schema: "a`b",
-                environment: "x\\'",
-                ..vars()
-            },
+            &Vars { schema: "a`b", environment: "x\\'", ..vars() },
         )
         .unwrap();
         assert_eq!(out, "CREATE DATABASE `a``b`; SELECT 'x\\\\'''");
@@ -248,10 +227,7 @@ mod tests {
 
     #[test]
     fn an_injection_attempt_stays_inside_its_quotes() {
-        let evil = Vars {
-            schema: "x\"; DROP TABLE users; --",
-            ..vars()
-        };
+        let evil = Vars { schema: "x\"; DROP TABLE users; --", ..vars() };
         let out = render_sql("SET search_path TO {{.Schema}};", Dialect::Postgres, &evil).unwrap();
         let statements = crate::sql::split(&out, Dialect::Postgres).unwrap();
         assert_eq!(statements.len(), 1, "{out}");
@@ -267,14 +243,7 @@ mod tests {
 
     #[test]
     fn json_rendering() {
-        let out = render_json(
-            r#"[{"key": "{{.Schema}}/x", "value": {{.Version}}}]"#,
-            &Vars {
-                schema: "a\"b",
-                ..vars()
-            },
-        )
-        .unwrap();
+        let out = render_json(r#"[{"key": "{{.Schema}}/x", "value": {{.Version}}}]"#, &Vars { schema: "a\"b", ..vars() }).unwrap();
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v[0]["key"], "a\"b/x");
         assert_eq!(v[0]["value"], "20250101000000");

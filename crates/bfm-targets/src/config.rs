@@ -63,21 +63,14 @@ impl ConnectionConfig {
     }
 
     pub fn extra(&self, key: &str) -> Option<&str> {
-        self.extras
-            .get(&key.to_ascii_lowercase())
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
+        self.extras.get(&key.to_ascii_lowercase()).map(String::as_str).filter(|v| !v.is_empty())
     }
 
     /// Whether enough is configured to try connecting (BfM's auto-migrate readiness rule).
     pub fn is_ready(&self) -> bool {
         match self.kind {
-            BackendKind::Sqlite => {
-                self.url.is_some() || self.database.is_some() || self.extra("path").is_some()
-            }
-            BackendKind::Etcd => {
-                self.extra("endpoints").is_some() || (self.host.is_some() && self.port.is_some())
-            }
+            BackendKind::Sqlite => self.url.is_some() || self.database.is_some() || self.extra("path").is_some(),
+            BackendKind::Etcd => self.extra("endpoints").is_some() || (self.host.is_some() && self.port.is_some()),
             _ => self.url.is_some() || self.host.is_some(),
         }
     }

@@ -106,24 +106,15 @@ pub enum TargetError {
         #[source]
         source: sqlx::Error,
     },
-    #[error(
-        "connection {connection}: lock for schema {schema:?} not acquired within {waited:?} (another run holds it)"
-    )]
-    LockTimeout {
-        connection: String,
-        schema: String,
-        waited: Duration,
-    },
+    #[error("connection {connection}: lock for schema {schema:?} not acquired within {waited:?} (another run holds it)")]
+    LockTimeout { connection: String, schema: String, waited: Duration },
     #[error("connection {connection}: {message}")]
     Other { connection: String, message: String },
 }
 
 impl TargetError {
     pub fn db(connection: &str, source: sqlx::Error) -> TargetError {
-        TargetError::Database {
-            connection: connection.to_string(),
-            source,
-        }
+        TargetError::Database { connection: connection.to_string(), source }
     }
 }
 
@@ -157,11 +148,7 @@ pub trait Session: Send {
     async fn ledger(&mut self, schema: &str) -> Result<HashMap<String, LedgerEntry>, TargetError>;
     async fn schema_exists(&mut self, schema: &str) -> Result<bool, TargetError>;
     /// `table` may be `schema.table`; otherwise it is looked up in `default_schema`.
-    async fn table_exists(
-        &mut self,
-        default_schema: &str,
-        table: &str,
-    ) -> Result<bool, TargetError>;
+    async fn table_exists(&mut self, default_schema: &str, table: &str) -> Result<bool, TargetError>;
     /// Run one step; `Err` carries what failed and whether anything stayed applied.
     async fn apply(&mut self, step: &StepScript<'_>) -> Result<StepOutcome, StepFailure>;
 }
@@ -172,10 +159,9 @@ pub async fn connect(config: &ConnectionConfig) -> Result<Arc<dyn Target>, Targe
         BackendKind::Postgresql => Ok(Arc::new(postgres::PgTarget::new(config)?)),
         BackendKind::Mysql => Ok(Arc::new(mysql::MySqlTarget::new(config)?)),
         BackendKind::Sqlite => Ok(Arc::new(sqlite::SqliteTarget::new(config)?)),
-        other => Err(TargetError::Config {
-            connection: config.name.clone(),
-            message: format!("backend {other} is not supported by this build"),
-        }),
+        other => {
+            Err(TargetError::Config { connection: config.name.clone(), message: format!("backend {other} is not supported by this build") })
+        }
     }
 }
 
@@ -189,11 +175,7 @@ pub(crate) fn split_table<'a>(default_schema: &'a str, table: &'a str) -> (&'a s
 
 /// SQL statements that commit implicitly on MySQL/MariaDB (DDL and friends).
 pub(crate) fn commits_implicitly(statement: &str) -> bool {
-    let first = statement
-        .split_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_ascii_uppercase();
+    let first = statement.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
     matches!(
         first.as_str(),
         "CREATE"

@@ -28,11 +28,7 @@ pub(crate) struct Backoff {
 
 impl Backoff {
     pub(crate) fn new(timeout: Duration) -> Backoff {
-        Backoff {
-            start: Instant::now(),
-            timeout,
-            delay: Duration::from_millis(10),
-        }
+        Backoff { start: Instant::now(), timeout, delay: Duration::from_millis(10) }
     }
 
     pub(crate) fn elapsed(&self) -> Duration {

@@ -9,8 +9,7 @@
 use crate::config::ConnectionConfig;
 use crate::lock::{Backoff, lock_key};
 use crate::{
-    Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepScript, Target, TargetError,
-    commits_implicitly, split_table,
+    Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepScript, Target, TargetError, commits_implicitly, split_table,
 };
 use async_trait::async_trait;
 use bfm_core::sql::Dialect;
@@ -36,17 +35,10 @@ pub struct MySqlTarget {
 }
 
 pub fn connect_options(config: &ConnectionConfig) -> Result<MySqlConnectOptions, TargetError> {
-    let bad = |message: String| TargetError::Config {
-        connection: config.name.clone(),
-        message,
-    };
+    let bad = |message: String| TargetError::Config { connection: config.name.clone(), message };
     let mut o = match &config.url {
-        Some(url) => MySqlConnectOptions::from_str(url)
-            .map_err(|e| bad(format!("invalid MySQL URL: {e}")))?,
-        None => MySqlConnectOptions::new()
-            .host("localhost")
-            .port(3306)
-            .username("root"),
+        Some(url) => MySqlConnectOptions::from_str(url).map_err(|e| bad(format!("invalid MySQL URL: {e}")))?,
+        None => MySqlConnectOptions::new().host("localhost").port(3306).username("root"),
     };
     if let Some(h) = &config.host {
         o = o.host(h);
@@ -64,9 +56,7 @@ pub fn connect_options(config: &ConnectionConfig) -> Result<MySqlConnectOptions,
         o = o.database(d);
     }
     if let Some(mode) = config.extra("ssl_mode").or(config.extra("sslmode")) {
-        o = o.ssl_mode(
-            MySqlSslMode::from_str(mode).map_err(|_| bad(format!("invalid ssl mode {mode:?}")))?,
-        );
+        o = o.ssl_mode(MySqlSslMode::from_str(mode).map_err(|_| bad(format!("invalid ssl mode {mode:?}")))?);
     }
     Ok(o)
 }
@@ -74,17 +64,10 @@ pub fn connect_options(config: &ConnectionConfig) -> Result<MySqlConnectOptions,
 impl MySqlTarget {
     pub fn new(config: &ConnectionConfig) -> Result<MySqlTarget, TargetError> {
         let options = connect_options(config)?;
-        let database =
-            options
-                .get_database()
-                .map(str::to_string)
-                .ok_or_else(|| TargetError::Config {
-                    connection: config.name.clone(),
-                    message: format!(
-                        "a MySQL connection needs a database ({}_DB_NAME) for bfm's ledger table",
-                        config.name.to_uppercase()
-                    ),
-                })?;
+        let database = options.get_database().map(str::to_string).ok_or_else(|| TargetError::Config {
+            connection: config.name.clone(),
+            message: format!("a MySQL connection needs a database ({}_DB_NAME) for bfm's ledger table", config.name.to_uppercase()),
+        })?;
         let pool = MySqlPoolOptions::new()
             .max_connections(config.pool.max_connections.max(1))
             .min_connections(config.pool.min_connections)
@@ -93,14 +76,7 @@ impl MySqlTarget {
             .acquire_timeout(config.pool.acquire_timeout)
             .test_before_acquire(false)
             .connect_lazy_with(options);
-        Ok(MySqlTarget {
-            shared: Arc::new(Shared {
-                name: config.name.clone(),
-                pool,
-                database,
-                ledger_ready: OnceCell::new(),
-            }),
-        })
+        Ok(MySqlTarget { shared: Arc::new(Shared { name: config.name.clone(), pool, database, ledger_ready: OnceCell::new() }) })
     }
 }
 
@@ -130,10 +106,7 @@ impl Shared {
                     )",
                     self.ledger_table()
                 );
-                sqlx::raw_sql(AssertSqlSafe(sql))
-                    .execute(&self.pool)
-                    .await
-                    .map_err(|e| self.err(e))?;
+                sqlx::raw_sql(AssertSqlSafe(sql)).execute(&self.pool).await.map_err(|e| self.err(e))?;
                 Ok(())
             })
             .await
@@ -170,14 +143,9 @@ fn ledger_entry(row: &sqlx::mysql::MySqlRow) -> Result<LedgerEntry, sqlx::Error>
         migration_id: row.try_get("migration_id")?,
         schema: row.try_get("schema_name")?,
         version: row.try_get("version")?,
-        checksum: Checksum {
-            algorithm: row.try_get::<i32, _>("checksum_algorithm")? as u32,
-            value: row.try_get("checksum")?,
-        },
+        checksum: Checksum { algorithm: row.try_get::<i32, _>("checksum_algorithm")? as u32, value: row.try_get("checksum")? },
         run_id: row.try_get("run_id")?,
-        applied_at: row
-            .try_get::<chrono::NaiveDateTime, _>("applied_at")?
-            .and_utc(),
+        applied_at: row.try_get::<chrono::NaiveDateTime, _>("applied_at")?.and_utc(),
     })
 }
 
@@ -202,40 +170,20 @@ impl Target for MySqlTarget {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            transactional_ddl: false,
-            schemas: true,
-        }
+        Capabilities { transactional_ddl: false, schemas: true }
     }
 
     async fn ping(&self) -> Result<(), TargetError> {
-        match tokio::time::timeout(
-            Duration::from_secs(3),
-            sqlx::query("SELECT 1").execute(&self.shared.pool),
-        )
-        .await
-        {
+        match tokio::time::timeout(Duration::from_secs(3), sqlx::query("SELECT 1").execute(&self.shared.pool)).await {
             Ok(r) => r.map(|_| ()).map_err(|e| self.shared.err(e)),
-            Err(_) => Err(TargetError::Other {
-                connection: self.shared.name.clone(),
-                message: "no answer within 3 s".into(),
-            }),
+            Err(_) => Err(TargetError::Other { connection: self.shared.name.clone(), message: "no answer within 3 s".into() }),
         }
     }
 
     async fn session(&self) -> Result<Box<dyn Session>, TargetError> {
         self.shared.ensure_ledger().await?;
-        let conn = self
-            .shared
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| self.shared.err(e))?;
-        Ok(Box::new(MySqlSession {
-            shared: self.shared.clone(),
-            conn,
-            locked: None,
-        }))
+        let conn = self.shared.pool.acquire().await.map_err(|e| self.shared.err(e))?;
+        Ok(Box::new(MySqlSession { shared: self.shared.clone(), conn, locked: None }))
     }
 
     async fn ledger_rows(&self, run_id: Option<&str>) -> Result<Vec<LedgerEntry>, TargetError> {
@@ -244,16 +192,9 @@ impl Target for MySqlTarget {
             "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE ? IS NULL OR run_id = ?",
             self.shared.ledger_table()
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(run_id)
-            .bind(run_id)
-            .fetch_all(&self.shared.pool)
-            .await
-            .map_err(|e| self.shared.err(e))?;
-        rows.iter()
-            .map(ledger_entry)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.shared.err(e))
+        let rows =
+            sqlx::query(AssertSqlSafe(sql)).bind(run_id).bind(run_id).fetch_all(&self.shared.pool).await.map_err(|e| self.shared.err(e))?;
+        rows.iter().map(ledger_entry).collect::<Result<_, _>>().map_err(|e| self.shared.err(e))
     }
 
     async fn close(&self) {
@@ -281,10 +222,7 @@ impl MySqlSession {
     }
 
     async fn exec(&mut self, sql: String) -> Result<(), sqlx::Error> {
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(&mut *self.conn)
-            .await
-            .map(|_| ())
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *self.conn).await.map(|_| ())
     }
 }
 
@@ -294,11 +232,8 @@ impl Session for MySqlSession {
         let name = format!("bfm:{:016x}", lock_key(&self.shared.name, schema));
         let mut backoff = Backoff::new(timeout);
         loop {
-            let got: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, 0)")
-                .bind(&name)
-                .fetch_one(&mut *self.conn)
-                .await
-                .map_err(|e| self.err(e))?;
+            let got: Option<i64> =
+                sqlx::query_scalar("SELECT GET_LOCK(?, 0)").bind(&name).fetch_one(&mut *self.conn).await.map_err(|e| self.err(e))?;
             if got == Some(1) {
                 self.locked = Some(name);
                 return Ok(backoff.elapsed());
@@ -315,11 +250,7 @@ impl Session for MySqlSession {
 
     async fn unlock(&mut self) -> Result<(), TargetError> {
         if let Some(name) = self.locked.take() {
-            if let Err(e) = sqlx::query("SELECT RELEASE_LOCK(?)")
-                .bind(&name)
-                .execute(&mut *self.conn)
-                .await
-            {
+            if let Err(e) = sqlx::query("SELECT RELEASE_LOCK(?)").bind(&name).execute(&mut *self.conn).await {
                 self.conn.close_on_drop();
                 return Err(self.err(e));
             }
@@ -331,12 +262,7 @@ impl Session for MySqlSession {
         if schema.is_empty() || self.schema_exists(schema).await? {
             return Ok(());
         }
-        self.exec(format!(
-            "CREATE DATABASE IF NOT EXISTS {}",
-            Dialect::MySql.quote_ident(schema)
-        ))
-        .await
-        .map_err(|e| self.err(e))
+        self.exec(format!("CREATE DATABASE IF NOT EXISTS {}", Dialect::MySql.quote_ident(schema))).await.map_err(|e| self.err(e))
     }
 
     async fn ledger(&mut self, schema: &str) -> Result<HashMap<String, LedgerEntry>, TargetError> {
@@ -344,11 +270,7 @@ impl Session for MySqlSession {
             "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE schema_name = ?",
             self.shared.ledger_table()
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(schema)
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(schema).fetch_all(&mut *self.conn).await.map_err(|e| self.err(e))?;
         let mut out = HashMap::with_capacity(rows.len());
         for row in &rows {
             let e = ledger_entry(row).map_err(|e| self.err(e))?;
@@ -358,27 +280,17 @@ impl Session for MySqlSession {
     }
 
     async fn schema_exists(&mut self, schema: &str) -> Result<bool, TargetError> {
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?",
-        )
-        .bind(schema)
-        .fetch_one(&mut *self.conn)
-        .await
-        .map_err(|e| self.err(e))?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = ?")
+            .bind(schema)
+            .fetch_one(&mut *self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(n > 0)
     }
 
-    async fn table_exists(
-        &mut self,
-        default_schema: &str,
-        table: &str,
-    ) -> Result<bool, TargetError> {
+    async fn table_exists(&mut self, default_schema: &str, table: &str) -> Result<bool, TargetError> {
         let db = self.shared.database.clone();
-        let default_schema = if default_schema.is_empty() {
-            db.as_str()
-        } else {
-            default_schema
-        };
+        let default_schema = if default_schema.is_empty() { db.as_str() } else { default_schema };
         let (schema, table) = split_table(default_schema, table);
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?")
             .bind(schema)
@@ -398,15 +310,11 @@ impl Session for MySqlSession {
             partial: step.resume_from > 0,
         };
         if !step.schema.is_empty() {
-            self.exec(format!("USE {}", Dialect::MySql.quote_ident(step.schema)))
-                .await
-                .map_err(setup_failed)?;
+            self.exec(format!("USE {}", Dialect::MySql.quote_ident(step.schema))).await.map_err(setup_failed)?;
         }
         let result = async {
             if step.transactional {
-                self.exec("START TRANSACTION".into())
-                    .await
-                    .map_err(setup_failed)?;
+                self.exec("START TRANSACTION".into()).await.map_err(setup_failed)?;
             }
             let mut committed = step.resume_from > 0;
             for (i, stmt) in step.statements.iter().enumerate().skip(step.resume_from) {

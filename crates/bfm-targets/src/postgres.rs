@@ -10,10 +10,7 @@
 
 use crate::config::ConnectionConfig;
 use crate::lock::{Backoff, lock_key};
-use crate::{
-    Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepScript, Target, TargetError,
-    split_table,
-};
+use crate::{Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepScript, Target, TargetError, split_table};
 use async_trait::async_trait;
 use bfm_core::sql::Dialect;
 use bfm_core::{BackendKind, Checksum, Direction};
@@ -43,17 +40,10 @@ pub struct PgTarget {
 
 /// Build connection options from a connection's settings (URL first, fields override).
 pub fn connect_options(config: &ConnectionConfig) -> Result<PgConnectOptions, TargetError> {
-    let bad = |message: String| TargetError::Config {
-        connection: config.name.clone(),
-        message,
-    };
+    let bad = |message: String| TargetError::Config { connection: config.name.clone(), message };
     let mut o = match &config.url {
-        Some(url) => PgConnectOptions::from_str(url)
-            .map_err(|e| bad(format!("invalid PostgreSQL URL: {e}")))?,
-        None => PgConnectOptions::new_without_pgpass()
-            .host("localhost")
-            .port(5432)
-            .username("postgres"),
+        Some(url) => PgConnectOptions::from_str(url).map_err(|e| bad(format!("invalid PostgreSQL URL: {e}")))?,
+        None => PgConnectOptions::new_without_pgpass().host("localhost").port(5432).username("postgres"),
     };
     if let Some(h) = &config.host {
         o = o.host(h);
@@ -71,11 +61,10 @@ pub fn connect_options(config: &ConnectionConfig) -> Result<PgConnectOptions, Ta
         o = o.database(d);
     }
     if let Some(mode) = config.extra("sslmode").or(config.extra("ssl_mode")) {
-        o = o.ssl_mode(PgSslMode::from_str(mode).map_err(|_| {
-            bad(format!(
-                "invalid sslmode {mode:?} (disable, prefer, require, verify-ca, verify-full)"
-            ))
-        })?);
+        o = o.ssl_mode(
+            PgSslMode::from_str(mode)
+                .map_err(|_| bad(format!("invalid sslmode {mode:?} (disable, prefer, require, verify-ca, verify-full)")))?,
+        );
     }
     if let Some(cert) = config.extra("sslrootcert") {
         o = o.ssl_root_cert(cert);
@@ -101,14 +90,7 @@ impl PgTarget {
                 message: format!("invalid ledger schema {ledger_schema:?}"),
             });
         }
-        Ok(PgTarget {
-            shared: Arc::new(Shared {
-                name: config.name.clone(),
-                pool,
-                ledger_schema,
-                ledger_ready: OnceCell::new(),
-            }),
-        })
+        Ok(PgTarget { shared: Arc::new(Shared { name: config.name.clone(), pool, ledger_schema, ledger_ready: OnceCell::new() }) })
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -122,10 +104,7 @@ impl Shared {
     }
 
     fn ledger_table(&self) -> String {
-        format!(
-            "{}.ledger",
-            Dialect::Postgres.quote_ident(&self.ledger_schema)
-        )
+        format!("{}.ledger", Dialect::Postgres.quote_ident(&self.ledger_schema))
     }
 
     /// Create the ledger table once per process. The creation is serialised with a
@@ -134,10 +113,7 @@ impl Shared {
         self.ledger_ready
             .get_or_try_init(|| async {
                 let exists: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
-                    .bind(format!(
-                        "{}.ledger",
-                        Dialect::Postgres.quote_ident(&self.ledger_schema)
-                    ))
+                    .bind(format!("{}.ledger", Dialect::Postgres.quote_ident(&self.ledger_schema)))
                     .fetch_one(&self.pool)
                     .await
                     .map_err(|e| self.err(e))?;
@@ -204,10 +180,7 @@ fn ledger_entry(row: &sqlx::postgres::PgRow) -> Result<LedgerEntry, sqlx::Error>
         migration_id: row.try_get("migration_id")?,
         schema: row.try_get("schema_name")?,
         version: row.try_get("version")?,
-        checksum: Checksum {
-            algorithm: row.try_get::<i32, _>("checksum_algorithm")? as u32,
-            value: row.try_get("checksum")?,
-        },
+        checksum: Checksum { algorithm: row.try_get::<i32, _>("checksum_algorithm")? as u32, value: row.try_get("checksum")? },
         run_id: row.try_get("run_id")?,
         applied_at: row.try_get::<DateTime<Utc>, _>("applied_at")?,
     })
@@ -246,36 +219,21 @@ impl Target for PgTarget {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            transactional_ddl: true,
-            schemas: true,
-        }
+        Capabilities { transactional_ddl: true, schemas: true }
     }
 
     async fn ping(&self) -> Result<(), TargetError> {
         let fut = sqlx::query("SELECT 1").execute(&self.shared.pool);
         match tokio::time::timeout(Duration::from_secs(3), fut).await {
             Ok(r) => r.map(|_| ()).map_err(|e| self.shared.err(e)),
-            Err(_) => Err(TargetError::Other {
-                connection: self.shared.name.clone(),
-                message: "no answer within 3 s".into(),
-            }),
+            Err(_) => Err(TargetError::Other { connection: self.shared.name.clone(), message: "no answer within 3 s".into() }),
         }
     }
 
     async fn session(&self) -> Result<Box<dyn Session>, TargetError> {
         self.shared.ensure_ledger().await?;
-        let conn = self
-            .shared
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| self.shared.err(e))?;
-        Ok(Box::new(PgSession {
-            shared: self.shared.clone(),
-            conn,
-            locked: None,
-        }))
+        let conn = self.shared.pool.acquire().await.map_err(|e| self.shared.err(e))?;
+        Ok(Box::new(PgSession { shared: self.shared.clone(), conn, locked: None }))
     }
 
     async fn ledger_rows(&self, run_id: Option<&str>) -> Result<Vec<LedgerEntry>, TargetError> {
@@ -284,15 +242,8 @@ impl Target for PgTarget {
             "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE $1::text IS NULL OR run_id = $1",
             self.shared.ledger_table()
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(run_id)
-            .fetch_all(&self.shared.pool)
-            .await
-            .map_err(|e| self.shared.err(e))?;
-        rows.iter()
-            .map(ledger_entry)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.shared.err(e))
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(run_id).fetch_all(&self.shared.pool).await.map_err(|e| self.shared.err(e))?;
+        rows.iter().map(ledger_entry).collect::<Result<_, _>>().map_err(|e| self.shared.err(e))
     }
 
     async fn close(&self) {
@@ -321,61 +272,32 @@ impl PgSession {
         self.shared.err(e)
     }
 
-    async fn run_non_transactional(
-        &mut self,
-        step: &StepScript<'_>,
-    ) -> Result<StepOutcome, StepFailure> {
+    async fn run_non_transactional(&mut self, step: &StepScript<'_>) -> Result<StepOutcome, StepFailure> {
         let conn = &mut *self.conn;
-        let fail = |error: String, index: Option<usize>, statement: Option<String>, done: usize| {
-            StepFailure {
-                error,
-                statement_index: index,
-                statement,
-                statements_done: done,
-                partial: done > 0,
-            }
+        let fail = |error: String, index: Option<usize>, statement: Option<String>, done: usize| StepFailure {
+            error,
+            statement_index: index,
+            statement,
+            statements_done: done,
+            partial: done > 0,
         };
         if !step.schema.is_empty() {
-            let set = format!(
-                "SET search_path TO {}, public",
-                Dialect::Postgres.quote_ident(step.schema)
-            );
-            sqlx::raw_sql(AssertSqlSafe(set))
-                .execute(&mut *conn)
-                .await
-                .map_err(|e| fail(describe(&e), None, None, step.resume_from))?;
+            let set = format!("SET search_path TO {}, public", Dialect::Postgres.quote_ident(step.schema));
+            sqlx::raw_sql(AssertSqlSafe(set)).execute(&mut *conn).await.map_err(|e| fail(describe(&e), None, None, step.resume_from))?;
         }
-        let mut result = Ok(StepOutcome {
-            statements: step.statements.len(),
-        });
+        let mut result = Ok(StepOutcome { statements: step.statements.len() });
         for (i, stmt) in step.statements.iter().enumerate().skip(step.resume_from) {
-            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(stmt.clone()))
-                .execute(&mut *conn)
-                .await
-            {
+            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(stmt.clone())).execute(&mut *conn).await {
                 result = Err(fail(describe(&e), Some(i), Some(stmt.clone()), i));
                 break;
             }
         }
         if result.is_ok() {
-            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(self.shared.ledger_write(step)))
-                .execute(&mut *conn)
-                .await
-            {
-                result = Err(fail(
-                    format!("recording the ledger row failed: {}", describe(&e)),
-                    None,
-                    None,
-                    step.statements.len(),
-                ));
+            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(self.shared.ledger_write(step))).execute(&mut *conn).await {
+                result = Err(fail(format!("recording the ledger row failed: {}", describe(&e)), None, None, step.statements.len()));
             }
         }
-        if !step.schema.is_empty()
-            && sqlx::raw_sql("RESET search_path")
-                .execute(&mut *conn)
-                .await
-                .is_err()
-        {
+        if !step.schema.is_empty() && sqlx::raw_sql("RESET search_path").execute(&mut *conn).await.is_err() {
             self.conn.close_on_drop();
         }
         result
@@ -409,11 +331,7 @@ impl Session for PgSession {
 
     async fn unlock(&mut self) -> Result<(), TargetError> {
         if let Some((key, _)) = self.locked.take() {
-            if let Err(e) = sqlx::query("SELECT pg_advisory_unlock($1)")
-                .bind(key)
-                .execute(&mut *self.conn)
-                .await
-            {
+            if let Err(e) = sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *self.conn).await {
                 self.conn.close_on_drop();
                 return Err(self.err(e));
             }
@@ -425,14 +343,8 @@ impl Session for PgSession {
         if schema.is_empty() || self.schema_exists(schema).await? {
             return Ok(());
         }
-        let sql = format!(
-            "CREATE SCHEMA IF NOT EXISTS {}",
-            Dialect::Postgres.quote_ident(schema)
-        );
-        sqlx::raw_sql(AssertSqlSafe(sql))
-            .execute(&mut *self.conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", Dialect::Postgres.quote_ident(schema));
+        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut *self.conn).await.map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -441,11 +353,7 @@ impl Session for PgSession {
             "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE schema_name = $1",
             self.shared.ledger_table()
         );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(schema)
-            .fetch_all(&mut *self.conn)
-            .await
-            .map_err(|e| self.err(e))?;
+        let rows = sqlx::query(AssertSqlSafe(sql)).bind(schema).fetch_all(&mut *self.conn).await.map_err(|e| self.err(e))?;
         let mut out = HashMap::with_capacity(rows.len());
         for row in &rows {
             let e = ledger_entry(row).map_err(|e| self.err(e))?;
@@ -462,16 +370,8 @@ impl Session for PgSession {
             .map_err(|e| self.err(e))
     }
 
-    async fn table_exists(
-        &mut self,
-        default_schema: &str,
-        table: &str,
-    ) -> Result<bool, TargetError> {
-        let default_schema = if default_schema.is_empty() {
-            "public"
-        } else {
-            default_schema
-        };
+    async fn table_exists(&mut self, default_schema: &str, table: &str) -> Result<bool, TargetError> {
+        let default_schema = if default_schema.is_empty() { "public" } else { default_schema };
         let (schema, table) = split_table(default_schema, table);
         sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
@@ -492,11 +392,7 @@ impl Session for PgSession {
         sql.push_str("BEGIN;\n");
         let mut prefix = 1;
         if !step.schema.is_empty() {
-            let _ = writeln!(
-                sql,
-                "SET LOCAL search_path TO {}, public;",
-                Dialect::Postgres.quote_ident(step.schema)
-            );
+            let _ = writeln!(sql, "SET LOCAL search_path TO {}, public;", Dialect::Postgres.quote_ident(step.schema));
             prefix += 1;
         }
         sql.push_str(step.sql);
@@ -523,19 +419,12 @@ impl Session for PgSession {
         match failure {
             None => Ok(StepOutcome { statements: n }),
             Some(e) => {
-                if sqlx::raw_sql("ROLLBACK")
-                    .execute(&mut *self.conn)
-                    .await
-                    .is_err()
-                {
+                if sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await.is_err() {
                     self.conn.close_on_drop();
                 }
                 let user_done = done.saturating_sub(prefix);
                 let (index, error) = if done < prefix {
-                    (
-                        None,
-                        format!("setting up the transaction failed: {}", describe(&e)),
-                    )
+                    (None, format!("setting up the transaction failed: {}", describe(&e)))
                 } else if user_done < n {
                     (Some(user_done), describe(&e))
                 } else {

@@ -4,18 +4,14 @@
 
 use crate::config::ConnectionConfig;
 use crate::lock::Backoff;
-use crate::{
-    Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepScript, Target, TargetError,
-};
+use crate::{Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepScript, Target, TargetError};
 use async_trait::async_trait;
 use bfm_core::sql::Dialect;
 use bfm_core::{BackendKind, Checksum, Direction};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sqlx::pool::PoolConnection;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{AssertSqlSafe, Row, Sqlite};
 use std::collections::HashMap;
 use std::str::FromStr;
@@ -39,22 +35,12 @@ pub struct SqliteTarget {
 
 /// Options for a SQLite file: `url` (`sqlite://path`), else `database`, else the `path` extra.
 pub fn connect_options(config: &ConnectionConfig) -> Result<SqliteConnectOptions, TargetError> {
-    let bad = |message: String| TargetError::Config {
-        connection: config.name.clone(),
-        message,
-    };
-    let o = match (
-        &config.url,
-        config.database.as_deref().or(config.extra("path")),
-    ) {
-        (Some(url), _) => SqliteConnectOptions::from_str(url)
-            .map_err(|e| bad(format!("invalid SQLite URL: {e}")))?,
+    let bad = |message: String| TargetError::Config { connection: config.name.clone(), message };
+    let o = match (&config.url, config.database.as_deref().or(config.extra("path"))) {
+        (Some(url), _) => SqliteConnectOptions::from_str(url).map_err(|e| bad(format!("invalid SQLite URL: {e}")))?,
         (None, Some(path)) => SqliteConnectOptions::new().filename(path),
         (None, None) => {
-            return Err(bad(format!(
-                "a SQLite connection needs a file: set {}_DB_NAME (a path)",
-                config.name.to_uppercase()
-            )));
+            return Err(bad(format!("a SQLite connection needs a file: set {}_DB_NAME (a path)", config.name.to_uppercase())));
         }
     };
     Ok(o.create_if_missing(true)
@@ -72,13 +58,7 @@ impl SqliteTarget {
             .acquire_timeout(config.pool.acquire_timeout)
             .test_before_acquire(false)
             .connect_lazy_with(options);
-        Ok(SqliteTarget {
-            shared: Arc::new(Shared {
-                name: config.name.clone(),
-                pool,
-                ready: OnceCell::new(),
-            }),
-        })
+        Ok(SqliteTarget { shared: Arc::new(Shared { name: config.name.clone(), pool, ready: OnceCell::new() }) })
     }
 }
 
@@ -131,11 +111,9 @@ impl Shared {
                 step.checksum.algorithm,
                 q(step.run_id)
             ),
-            Direction::Down => format!(
-                "DELETE FROM bfm_ledger WHERE migration_id = {} AND schema_name = {}",
-                q(step.migration_id),
-                q(step.schema)
-            ),
+            Direction::Down => {
+                format!("DELETE FROM bfm_ledger WHERE migration_id = {} AND schema_name = {}", q(step.migration_id), q(step.schema))
+            }
         }
     }
 }
@@ -146,14 +124,9 @@ fn ledger_entry(row: &sqlx::sqlite::SqliteRow) -> Result<LedgerEntry, sqlx::Erro
         migration_id: row.try_get("migration_id")?,
         schema: row.try_get("schema_name")?,
         version: row.try_get("version")?,
-        checksum: Checksum {
-            algorithm: row.try_get::<i64, _>("checksum_algorithm")? as u32,
-            value: row.try_get("checksum")?,
-        },
+        checksum: Checksum { algorithm: row.try_get::<i64, _>("checksum_algorithm")? as u32, value: row.try_get("checksum")? },
         run_id: row.try_get("run_id")?,
-        applied_at: DateTime::parse_from_rfc3339(&at)
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default(),
+        applied_at: DateTime::parse_from_rfc3339(&at).map(|t| t.with_timezone(&Utc)).unwrap_or_default(),
     })
 }
 
@@ -181,40 +154,18 @@ impl Target for SqliteTarget {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            transactional_ddl: true,
-            schemas: false,
-        }
+        Capabilities { transactional_ddl: true, schemas: false }
     }
 
     async fn ping(&self) -> Result<(), TargetError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.shared.pool)
-            .await
-            .map(|_| ())
-            .map_err(|e| self.shared.err(e))
+        sqlx::query("SELECT 1").execute(&self.shared.pool).await.map(|_| ()).map_err(|e| self.shared.err(e))
     }
 
     async fn session(&self) -> Result<Box<dyn Session>, TargetError> {
         self.shared.ensure_tables().await?;
-        let conn = self
-            .shared
-            .pool
-            .acquire()
-            .await
-            .map_err(|e| self.shared.err(e))?;
-        let owner = format!(
-            "{}-{}-{}",
-            std::process::id(),
-            OWNER_SEQ.fetch_add(1, Ordering::Relaxed),
-            now_ms()
-        );
-        Ok(Box::new(SqliteSession {
-            shared: self.shared.clone(),
-            conn,
-            owner,
-            locked: None,
-        }))
+        let conn = self.shared.pool.acquire().await.map_err(|e| self.shared.err(e))?;
+        let owner = format!("{}-{}-{}", std::process::id(), OWNER_SEQ.fetch_add(1, Ordering::Relaxed), now_ms());
+        Ok(Box::new(SqliteSession { shared: self.shared.clone(), conn, owner, locked: None }))
     }
 
     async fn ledger_rows(&self, run_id: Option<&str>) -> Result<Vec<LedgerEntry>, TargetError> {
@@ -224,10 +175,7 @@ impl Target for SqliteTarget {
             .fetch_all(&self.shared.pool)
             .await
             .map_err(|e| self.shared.err(e))?;
-        rows.iter()
-            .map(ledger_entry)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.shared.err(e))
+        rows.iter().map(ledger_entry).collect::<Result<_, _>>().map_err(|e| self.shared.err(e))
     }
 
     async fn close(&self) {
@@ -245,17 +193,11 @@ pub struct SqliteSession {
 impl Drop for SqliteSession {
     fn drop(&mut self) {
         // Release a lease that was not released explicitly; if this cannot run, it expires.
-        if let (Some(name), Ok(handle)) =
-            (self.locked.take(), tokio::runtime::Handle::try_current())
-        {
+        if let (Some(name), Ok(handle)) = (self.locked.take(), tokio::runtime::Handle::try_current()) {
             let pool = self.shared.pool.clone();
             let owner = self.owner.clone();
             handle.spawn(async move {
-                let _ = sqlx::query("DELETE FROM bfm_locks WHERE name = ? AND owner = ?")
-                    .bind(name)
-                    .bind(owner)
-                    .execute(&pool)
-                    .await;
+                let _ = sqlx::query("DELETE FROM bfm_locks WHERE name = ? AND owner = ?").bind(name).bind(owner).execute(&pool).await;
             });
         }
     }
@@ -353,19 +295,13 @@ impl Session for SqliteSession {
         Ok(schema.is_empty() || schema == "main")
     }
 
-    async fn table_exists(
-        &mut self,
-        _default_schema: &str,
-        table: &str,
-    ) -> Result<bool, TargetError> {
+    async fn table_exists(&mut self, _default_schema: &str, table: &str) -> Result<bool, TargetError> {
         let table = table.rsplit('.').next().unwrap_or(table);
-        let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?",
-        )
-        .bind(table)
-        .fetch_one(&mut **self.conn())
-        .await
-        .map_err(|e| self.err(e))?;
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM sqlite_master WHERE type IN ('table', 'view') AND name = ?")
+            .bind(table)
+            .fetch_one(&mut **self.conn())
+            .await
+            .map_err(|e| self.err(e))?;
         Ok(n > 0)
     }
 
@@ -382,10 +318,7 @@ impl Session for SqliteSession {
         let n = step.statements.len();
         if !step.transactional {
             for (i, stmt) in step.statements.iter().enumerate().skip(step.resume_from) {
-                if let Err(e) = sqlx::raw_sql(AssertSqlSafe(stmt.clone()))
-                    .execute(&mut **self.conn())
-                    .await
-                {
+                if let Err(e) = sqlx::raw_sql(AssertSqlSafe(stmt.clone())).execute(&mut **self.conn()).await {
                     return Err(StepFailure {
                         error: describe(&e),
                         statement_index: Some(i),
@@ -396,10 +329,7 @@ impl Session for SqliteSession {
                 }
             }
             let ledger = self.shared.ledger_write(step);
-            return match sqlx::raw_sql(AssertSqlSafe(ledger))
-                .execute(&mut **self.conn())
-                .await
-            {
+            return match sqlx::raw_sql(AssertSqlSafe(ledger)).execute(&mut **self.conn()).await {
                 Ok(_) => Ok(StepOutcome { statements: n }),
                 Err(e) => Err(StepFailure {
                     error: format!("recording the ledger row failed: {}", describe(&e)),
@@ -410,11 +340,7 @@ impl Session for SqliteSession {
                 }),
             };
         }
-        let sql = format!(
-            "BEGIN IMMEDIATE;\n{}\n;\n{};\nCOMMIT;",
-            step.sql,
-            self.shared.ledger_write(step)
-        );
+        let sql = format!("BEGIN IMMEDIATE;\n{}\n;\n{};\nCOMMIT;", step.sql, self.shared.ledger_write(step));
         let mut done = 0usize;
         let mut failure = None;
         {

@@ -19,11 +19,7 @@ fn step(id: &str, sql: &str, dialect: Dialect) -> Step {
     Step {
         id: id.into(),
         sql: sql.into(),
-        statements: sql::split(sql, dialect)
-            .unwrap()
-            .into_iter()
-            .map(|s| s.text)
-            .collect(),
+        statements: sql::split(sql, dialect).unwrap().into_iter().map(|s| s.text).collect(),
         checksum: Checksum::of_sql(sql, dialect).unwrap(),
         transactional: true,
     }
@@ -51,11 +47,7 @@ async fn exercise(target: Arc<dyn Target>, schema: &str, dialect: Dialect) {
     s.prepare_schema(schema).await.unwrap();
     assert!(s.ledger(schema).await.unwrap().is_empty());
 
-    let ok = step(
-        "m1",
-        "CREATE TABLE items (id int primary key);\nINSERT INTO items VALUES (1); -- trailing comment",
-        dialect,
-    );
+    let ok = step("m1", "CREATE TABLE items (id int primary key);\nINSERT INTO items VALUES (1); -- trailing comment", dialect);
     s.apply(&script(&ok, schema, Direction::Up)).await.unwrap();
     let ledger = s.ledger(schema).await.unwrap();
     assert_eq!(ledger["m1"].checksum, ok.checksum);
@@ -63,15 +55,8 @@ async fn exercise(target: Arc<dyn Target>, schema: &str, dialect: Dialect) {
     assert!(s.table_exists(schema, "items").await.unwrap());
 
     // The third statement fails: the failure names it.
-    let bad = step(
-        "m2",
-        "INSERT INTO items VALUES (2);\nINSERT INTO items VALUES (3);\nINSERT INTO nope VALUES (1);",
-        dialect,
-    );
-    let f = s
-        .apply(&script(&bad, schema, Direction::Up))
-        .await
-        .unwrap_err();
+    let bad = step("m2", "INSERT INTO items VALUES (2);\nINSERT INTO items VALUES (3);\nINSERT INTO nope VALUES (1);", dialect);
+    let f = s.apply(&script(&bad, schema, Direction::Up)).await.unwrap_err();
     assert_eq!(f.statement_index, Some(2), "{f:?}");
     assert!(f.statement.as_deref().unwrap().contains("nope"));
     assert!(!f.partial, "DML in a transaction rolls back: {f:?}");
@@ -79,15 +64,9 @@ async fn exercise(target: Arc<dyn Target>, schema: &str, dialect: Dialect) {
 
     // Another session cannot take the same lock while it is held, but can take another schema's.
     let mut other = target.session().await.unwrap();
-    let e = other
-        .lock(schema, Duration::from_millis(120))
-        .await
-        .unwrap_err();
+    let e = other.lock(schema, Duration::from_millis(120)).await.unwrap_err();
     assert!(e.to_string().contains("not acquired"), "{e}");
-    other
-        .lock(&format!("{schema}_other"), Duration::from_secs(1))
-        .await
-        .unwrap();
+    other.lock(&format!("{schema}_other"), Duration::from_secs(1)).await.unwrap();
     other.unlock().await.unwrap();
     s.unlock().await.unwrap();
     other.lock(schema, Duration::from_secs(1)).await.unwrap();
@@ -96,9 +75,7 @@ async fn exercise(target: Arc<dyn Target>, schema: &str, dialect: Dialect) {
     // Down removes the ledger row in the same transaction.
     let mut down = step("m1", "DROP TABLE items;", dialect);
     down.checksum = ok.checksum.clone();
-    s.apply(&script(&down, schema, Direction::Down))
-        .await
-        .unwrap();
+    s.apply(&script(&down, schema, Direction::Down)).await.unwrap();
     assert!(s.ledger(schema).await.unwrap().is_empty());
     assert!(!s.table_exists(schema, "items").await.unwrap());
 
@@ -126,59 +103,37 @@ async fn postgresql() {
     // search_path does not leak into the pool after a step.
     let mut s = target.session().await.unwrap();
     let st = step("m3", "CREATE TABLE leak_check (id int);", Dialect::Postgres);
-    s.apply(&script(&st, "tenant_a_1", Direction::Up))
-        .await
-        .unwrap();
+    s.apply(&script(&st, "tenant_a_1", Direction::Up)).await.unwrap();
     drop(s);
     let pg = match &c.url {
         Some(u) => sqlx::PgPool::connect(u).await.unwrap(),
         None => unreachable!(),
     };
-    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant_a_1' AND tablename = 'leak_check'").fetch_one(&pg).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_tables WHERE schemaname = 'tenant_a_1' AND tablename = 'leak_check'")
+        .fetch_one(&pg)
+        .await
+        .unwrap();
     assert_eq!(n, 1);
 
     // Statements that cannot run in a transaction run without one when the migration opts out.
     let mut s = target.session().await.unwrap();
     s.lock("tenant_a_1", Duration::from_secs(5)).await.unwrap();
-    let mut cic = step(
-        "m4",
-        "INSERT INTO leak_check VALUES (1);\nCREATE INDEX CONCURRENTLY leak_idx ON leak_check (id);",
-        Dialect::Postgres,
-    );
-    let f = s
-        .apply(&script(&cic, "tenant_a_1", Direction::Up))
-        .await
-        .unwrap_err();
-    assert!(
-        f.error.contains("CONCURRENTLY") || f.error.contains("transaction"),
-        "{f:?}"
-    );
+    let mut cic =
+        step("m4", "INSERT INTO leak_check VALUES (1);\nCREATE INDEX CONCURRENTLY leak_idx ON leak_check (id);", Dialect::Postgres);
+    let f = s.apply(&script(&cic, "tenant_a_1", Direction::Up)).await.unwrap_err();
+    assert!(f.error.contains("CONCURRENTLY") || f.error.contains("transaction"), "{f:?}");
     cic.transactional = false;
-    s.apply(&script(&cic, "tenant_a_1", Direction::Up))
+    s.apply(&script(&cic, "tenant_a_1", Direction::Up)).await.unwrap();
+    let valid: bool = sqlx::query_scalar("SELECT indisvalid FROM pg_index WHERE indexrelid = 'tenant_a_1.leak_idx'::regclass")
+        .fetch_one(&pg)
         .await
         .unwrap();
-    let valid: bool = sqlx::query_scalar(
-        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'tenant_a_1.leak_idx'::regclass",
-    )
-    .fetch_one(&pg)
-    .await
-    .unwrap();
     assert!(valid);
     // A non-transactional failure after a statement ran reports partial progress.
-    let mut partial = step(
-        "m5",
-        "INSERT INTO leak_check VALUES (2);\nINSERT INTO missing VALUES (1);",
-        Dialect::Postgres,
-    );
+    let mut partial = step("m5", "INSERT INTO leak_check VALUES (2);\nINSERT INTO missing VALUES (1);", Dialect::Postgres);
     partial.transactional = false;
-    let f = s
-        .apply(&script(&partial, "tenant_a_1", Direction::Up))
-        .await
-        .unwrap_err();
-    assert_eq!(
-        (f.statement_index, f.statements_done, f.partial),
-        (Some(1), 1, true)
-    );
+    let f = s.apply(&script(&partial, "tenant_a_1", Direction::Up)).await.unwrap_err();
+    assert_eq!((f.statement_index, f.statements_done, f.partial), (Some(1), 1, true));
     s.unlock().await.unwrap();
     pg.close().await;
 }
@@ -195,15 +150,8 @@ async fn mariadb() {
 
     // DDL commits implicitly: a failure after it reports partial changes.
     let mut s = target.session().await.unwrap();
-    let st = step(
-        "m9",
-        "CREATE TABLE t1 (id int);\nINSERT INTO missing VALUES (1);",
-        Dialect::MySql,
-    );
-    let f = s
-        .apply(&script(&st, &schema, Direction::Up))
-        .await
-        .unwrap_err();
+    let st = step("m9", "CREATE TABLE t1 (id int);\nINSERT INTO missing VALUES (1);", Dialect::MySql);
+    let f = s.apply(&script(&st, &schema, Direction::Up)).await.unwrap_err();
     assert_eq!((f.statement_index, f.partial), (Some(1), true));
     assert!(s.table_exists(&schema, "t1").await.unwrap());
 }

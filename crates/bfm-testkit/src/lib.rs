@@ -7,8 +7,7 @@ use sqlx::{AssertSqlSafe, Connection};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub fn pg_server_url() -> String {
-    std::env::var("BFM_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("BFM_TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn mysql_server_url() -> String {
@@ -16,10 +15,7 @@ pub fn mysql_server_url() -> String {
 }
 
 fn unique_name(prefix: &str) -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     format!("{prefix}_{secs}_{:08x}", rand::random::<u32>())
 }
 
@@ -43,10 +39,7 @@ pub fn with_database(server_url: &str, db: &str) -> String {
 fn run_blocking<F: std::future::Future<Output = ()> + Send + 'static>(f: F) {
     // Works from sync and async contexts alike (Drop may run inside a runtime).
     let _ = std::thread::spawn(move || {
-        if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
+        if let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() {
             rt.block_on(f);
         }
     })
@@ -62,13 +55,8 @@ pub struct PgDb {
 impl PgDb {
     pub async fn new() -> PgDb {
         let name = unique_name("bfm_test");
-        let mut admin = sqlx::PgConnection::connect(&pg_server_url())
-            .await
-            .expect("connect to the test PostgreSQL server");
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
+        let mut admin = sqlx::PgConnection::connect(&pg_server_url()).await.expect("connect to the test PostgreSQL server");
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await.expect("create test database");
         let _ = admin.close().await;
         let url = with_database(&pg_server_url(), &name);
         PgDb { name, url }
@@ -80,11 +68,7 @@ impl Drop for PgDb {
         let name = self.name.clone();
         run_blocking(async move {
             if let Ok(mut admin) = sqlx::PgConnection::connect(&pg_server_url()).await {
-                let _ = sqlx::raw_sql(AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                )))
-                .execute(&mut admin)
-                .await;
+                let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut admin).await;
             }
         });
     }
@@ -99,13 +83,8 @@ pub struct MySqlDb {
 impl MySqlDb {
     pub async fn new() -> MySqlDb {
         let name = unique_name("bfm_test");
-        let mut admin = sqlx::MySqlConnection::connect(&mysql_server_url())
-            .await
-            .expect("connect to the test MariaDB server");
-        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE `{name}`")))
-            .execute(&mut admin)
-            .await
-            .expect("create test database");
+        let mut admin = sqlx::MySqlConnection::connect(&mysql_server_url()).await.expect("connect to the test MariaDB server");
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE `{name}`"))).execute(&mut admin).await.expect("create test database");
         let _ = admin.close().await;
         let url = with_database(&mysql_server_url(), &name);
         MySqlDb { name, url }
@@ -135,9 +114,7 @@ impl Drop for DropDb {
 fn drop_mysql_db(name: String) {
     run_blocking(async move {
         if let Ok(mut admin) = sqlx::MySqlConnection::connect(&mysql_server_url()).await {
-            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`")))
-                .execute(&mut admin)
-                .await;
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`"))).execute(&mut admin).await;
         }
     });
 }
@@ -148,17 +125,8 @@ mod tests {
 
     #[test]
     fn replaces_the_database_of_a_url() {
-        assert_eq!(
-            with_database("postgres://u@h:5432/postgres", "x"),
-            "postgres://u@h:5432/x"
-        );
-        assert_eq!(
-            with_database("mysql://root@h:3306", "x"),
-            "mysql://root@h:3306/x"
-        );
-        assert_eq!(
-            with_database("postgres://h/db?sslmode=disable", "x"),
-            "postgres://h/x?sslmode=disable"
-        );
+        assert_eq!(with_database("postgres://u@h:5432/postgres", "x"), "postgres://u@h:5432/x");
+        assert_eq!(with_database("mysql://root@h:3306", "x"), "mysql://root@h:3306/x");
+        assert_eq!(with_database("postgres://h/db?sslmode=disable", "x"), "postgres://h/x?sslmode=disable");
     }
 }

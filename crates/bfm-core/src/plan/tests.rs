@@ -4,13 +4,7 @@ use crate::tags;
 use proptest::prelude::*;
 use std::path::PathBuf;
 
-pub(crate) fn migration(
-    version: &str,
-    name: &str,
-    connection: &str,
-    schema: Option<&str>,
-    deps: &[&str],
-) -> Migration {
+pub(crate) fn migration(version: &str, name: &str, connection: &str, schema: Option<&str>, deps: &[&str]) -> Migration {
     let up = format!("CREATE TABLE {name} (id int);");
     Migration {
         id: Migration::base_id(version, name, "postgresql", connection),
@@ -23,14 +17,8 @@ pub(crate) fn migration(
         schema_source: None,
         table: None,
         checksum: Checksum::of_sql(&up, crate::sql::Dialect::Postgres).unwrap(),
-        up: Script {
-            path: PathBuf::from(format!("{name}.up.sql")),
-            text: up.into(),
-        },
-        down: Some(Script {
-            path: PathBuf::from(format!("{name}.down.sql")),
-            text: format!("DROP TABLE {name};").into(),
-        }),
+        up: Script { path: PathBuf::from(format!("{name}.up.sql")), text: up.into() },
+        down: Some(Script { path: PathBuf::from(format!("{name}.down.sql")), text: format!("DROP TABLE {name};").into() }),
         dependencies: deps.iter().map(|d| d.to_string()).collect(),
         structured_dependencies: vec![],
         tags: vec![],
@@ -45,11 +33,7 @@ pub(crate) fn migration(
 }
 
 fn applied(m: &Migration) -> StateEntry {
-    StateEntry {
-        status: Status::Applied,
-        checksum: Some(m.checksum.clone()),
-        partial: false,
-    }
+    StateEntry { status: Status::Applied, checksum: Some(m.checksum.clone()), partial: false }
 }
 
 fn ids(plan: &Plan) -> Vec<String> {
@@ -57,10 +41,7 @@ fn ids(plan: &Plan) -> Vec<String> {
 }
 
 fn conn(c: &str) -> Selector {
-    Selector {
-        connection: Some(c.into()),
-        ..Default::default()
-    }
+    Selector { connection: Some(c.into()), ..Default::default() }
 }
 
 #[test]
@@ -68,11 +49,7 @@ fn orders_by_version_and_skips_applied() {
     let a = migration("20250101000002", "b", "core", Some("core"), &[]);
     let b = migration("20250101000001", "a", "core", Some("core"), &[]);
     let cat = Catalog::new(vec![a.clone(), b.clone()]);
-    let p = plan(
-        &PlanRequest::up(conn("core")),
-        &cat,
-        &StateSnapshot::default(),
-    );
+    let p = plan(&PlanRequest::up(conn("core")), &cat, &StateSnapshot::default());
     assert_eq!(ids(&p), vec![b.id.clone(), a.id.clone()]);
     let mut st = StateSnapshot::default();
     st.insert(&b.id, "core", applied(&b));
@@ -90,20 +67,8 @@ fn dependencies_run_first_even_with_higher_versions_and_across_connections() {
     req.schemas = vec!["tenant_1".into(), "tenant_2".into()];
     let p = plan(&req, &cat, &StateSnapshot::default());
     assert!(p.errors.is_empty(), "{:?}", p.errors);
-    assert_eq!(
-        ids(&p),
-        vec![
-            base.id.clone(),
-            format!("tenant_1_{}", app.id),
-            format!("tenant_2_{}", app.id)
-        ]
-    );
-    assert_eq!(
-        p.steps[0].reason,
-        Reason::Dependency {
-            of: format!("tenant_1_{}", app.id)
-        }
-    );
+    assert_eq!(ids(&p), vec![base.id.clone(), format!("tenant_1_{}", app.id), format!("tenant_2_{}", app.id)]);
+    assert_eq!(p.steps[0].reason, Reason::Dependency { of: format!("tenant_1_{}", app.id) });
     assert_eq!(p.steps[1].after, vec![0]);
 }
 
@@ -113,40 +78,21 @@ fn transitive_pending_dependencies_are_pulled_in() {
     let b = migration("20250102000000", "b", "core", Some("core"), &["a"]);
     let c = migration("20250103000000", "c", "core", Some("core"), &["b"]);
     let cat = Catalog::new(vec![a.clone(), b.clone(), c.clone()]);
-    let sel = Selector {
-        version: Some("20250103000000".into()),
-        ..Default::default()
-    };
-    let p = plan(
-        &PlanRequest::up(sel.clone()),
-        &cat,
-        &StateSnapshot::default(),
-    );
+    let sel = Selector { version: Some("20250103000000".into()), ..Default::default() };
+    let p = plan(&PlanRequest::up(sel.clone()), &cat, &StateSnapshot::default());
     assert_eq!(ids(&p), vec![a.id.clone(), b.id.clone(), c.id.clone()]);
     let mut req = PlanRequest::up(sel);
     req.ignore_dependencies = true;
-    assert_eq!(
-        ids(&plan(&req, &cat, &StateSnapshot::default())),
-        vec![c.id.clone()]
-    );
+    assert_eq!(ids(&plan(&req, &cat, &StateSnapshot::default())), vec![c.id.clone()]);
 }
 
 #[test]
 fn per_tenant_migrations_need_a_schema_on_postgresql() {
     let t = migration("20250101000000", "t", "org", None, &[]);
     let cat = Catalog::new(vec![t.clone()]);
-    let p = plan(
-        &PlanRequest::up(conn("org")),
-        &cat,
-        &StateSnapshot::default(),
-    );
+    let p = plan(&PlanRequest::up(conn("org")), &cat, &StateSnapshot::default());
     assert!(p.steps.is_empty());
-    assert_eq!(
-        p.errors,
-        vec![PlanError::NeedsSchema {
-            migration: t.id.clone()
-        }]
-    );
+    assert_eq!(p.errors, vec![PlanError::NeedsSchema { migration: t.id.clone() }]);
     let mut req = PlanRequest::up(conn("org"));
     req.missing_schema = MissingSchema::Skip;
     let p = plan(&req, &cat, &StateSnapshot::default());
@@ -173,42 +119,14 @@ fn a_failed_partial_step_blocks_its_chain_and_a_clean_failure_retries() {
     let mut req = PlanRequest::up(conn("org"));
     req.schemas = vec!["t1".into(), "t2".into()];
     let mut st = StateSnapshot::default();
-    st.insert(
-        &a.id,
-        "t1",
-        StateEntry {
-            status: Status::Failed,
-            checksum: None,
-            partial: true,
-        },
-    );
-    st.insert(
-        &a.id,
-        "t2",
-        StateEntry {
-            status: Status::Failed,
-            checksum: None,
-            partial: false,
-        },
-    );
+    st.insert(&a.id, "t1", StateEntry { status: Status::Failed, checksum: None, partial: true });
+    st.insert(&a.id, "t2", StateEntry { status: Status::Failed, checksum: None, partial: false });
     let p = plan(&req, &cat, &st);
-    assert_eq!(
-        ids(&p),
-        vec![format!("t2_{}", a.id), format!("t2_{}", b.id)]
-    );
+    assert_eq!(ids(&p), vec![format!("t2_{}", a.id), format!("t2_{}", b.id)]);
     assert_eq!(p.steps[0].reason, Reason::Retry);
-    let reasons: Vec<_> = p
-        .skipped
-        .iter()
-        .map(|s| (s.display_id(), s.reason.clone()))
-        .collect();
+    let reasons: Vec<_> = p.skipped.iter().map(|s| (s.display_id(), s.reason.clone())).collect();
     assert!(reasons.contains(&(format!("t1_{}", a.id), SkipReason::NeedsRetry)));
-    assert!(reasons.contains(&(
-        format!("t1_{}", b.id),
-        SkipReason::Blocked {
-            by: format!("t1_{}", a.id)
-        }
-    )));
+    assert!(reasons.contains(&(format!("t1_{}", b.id), SkipReason::Blocked { by: format!("t1_{}", a.id) })));
 }
 
 #[test]
@@ -218,15 +136,7 @@ fn modified_applied_migrations_block_their_connection() {
     let other = migration("20250102000000", "o", "guard", Some("guard"), &[]);
     let cat = Catalog::new(vec![a.clone(), b.clone(), other.clone()]);
     let mut st = StateSnapshot::default();
-    st.insert(
-        &a.id,
-        "core",
-        StateEntry {
-            status: Status::Applied,
-            checksum: Some(Checksum::of_statements(&["old"])),
-            partial: false,
-        },
-    );
+    st.insert(&a.id, "core", StateEntry { status: Status::Applied, checksum: Some(Checksum::of_statements(&["old"])), partial: false });
     let p = plan(&PlanRequest::up(Selector::default()), &cat, &st);
     assert_eq!(ids(&p), vec![other.id.clone()]);
     assert!(matches!(&p.errors[0], PlanError::Modified { connection, .. } if connection == "core"));
@@ -241,19 +151,11 @@ fn cycles_and_missing_dependencies_are_errors() {
     let a = migration("20250101000000", "a", "core", Some("core"), &["b"]);
     let b = migration("20250102000000", "b", "core", Some("core"), &["a"]);
     let cat = Catalog::new(vec![a, b]);
-    let p = plan(
-        &PlanRequest::up(conn("core")),
-        &cat,
-        &StateSnapshot::default(),
-    );
+    let p = plan(&PlanRequest::up(conn("core")), &cat, &StateSnapshot::default());
     assert!(p.steps.is_empty());
     assert!(matches!(&p.errors[0], PlanError::Cycle { path } if path.len() == 3));
     let c = migration("20250101000000", "c", "core", Some("core"), &["nothing"]);
-    let p = plan(
-        &PlanRequest::up(conn("core")),
-        &Catalog::new(vec![c]),
-        &StateSnapshot::default(),
-    );
+    let p = plan(&PlanRequest::up(conn("core")), &Catalog::new(vec![c]), &StateSnapshot::default());
     assert!(matches!(&p.errors[0], PlanError::MissingDependency { .. }));
 }
 
@@ -263,28 +165,10 @@ fn tags_and_backend_aliases_filter() {
     a.tag_map = tags::parse_tags(&["env=prod"]).unwrap();
     let b = migration("20250102000000", "b", "core", Some("core"), &[]);
     let cat = Catalog::new(vec![a.clone(), b]);
-    let sel = Selector {
-        backend: Some("postgres".into()),
-        tags: TagFilter::parse(&["env=prod"]).unwrap(),
-        ..Default::default()
-    };
-    assert_eq!(
-        ids(&plan(
-            &PlanRequest::up(sel),
-            &cat,
-            &StateSnapshot::default()
-        )),
-        vec![a.id.clone()]
-    );
-    let sel = Selector {
-        backend: Some("mysql".into()),
-        ..Default::default()
-    };
-    assert!(
-        plan(&PlanRequest::up(sel), &cat, &StateSnapshot::default())
-            .steps
-            .is_empty()
-    );
+    let sel = Selector { backend: Some("postgres".into()), tags: TagFilter::parse(&["env=prod"]).unwrap(), ..Default::default() };
+    assert_eq!(ids(&plan(&PlanRequest::up(sel), &cat, &StateSnapshot::default())), vec![a.id.clone()]);
+    let sel = Selector { backend: Some("mysql".into()), ..Default::default() };
+    assert!(plan(&PlanRequest::up(sel), &cat, &StateSnapshot::default()).steps.is_empty());
 }
 
 #[test]
@@ -295,15 +179,10 @@ fn down_refuses_when_applied_dependents_exist_unless_cascading() {
     let mut st = StateSnapshot::default();
     st.insert(&a.id, "core", applied(&a));
     st.insert(&b.id, "t1", applied(&b));
-    let sel = Selector {
-        ids: vec![(a.id.clone(), None)],
-        ..Default::default()
-    };
+    let sel = Selector { ids: vec![(a.id.clone(), None)], ..Default::default() };
     let p = plan(&PlanRequest::down(sel.clone()), &cat, &st);
     assert!(p.steps.is_empty());
-    assert!(
-        matches!(&p.errors[0], PlanError::HasDependents { dependents, .. } if dependents == &vec![format!("t1_{}", b.id)])
-    );
+    assert!(matches!(&p.errors[0], PlanError::HasDependents { dependents, .. } if dependents == &vec![format!("t1_{}", b.id)]));
     let mut req = PlanRequest::down(sel);
     req.cascade = true;
     let p = plan(&req, &cat, &st);
@@ -314,10 +193,7 @@ fn down_refuses_when_applied_dependents_exist_unless_cascading() {
 fn down_of_a_step_that_is_not_applied_is_skipped() {
     let a = migration("20250101000000", "a", "core", Some("core"), &[]);
     let cat = Catalog::new(vec![a.clone()]);
-    let sel = Selector {
-        ids: vec![(a.id.clone(), None)],
-        ..Default::default()
-    };
+    let sel = Selector { ids: vec![(a.id.clone(), None)], ..Default::default() };
     let p = plan(&PlanRequest::down(sel), &cat, &StateSnapshot::default());
     assert!(p.steps.is_empty() && p.errors.is_empty());
     assert_eq!(p.skipped[0].reason, SkipReason::NotApplied);
@@ -331,10 +207,7 @@ fn order_batch() {
     let cat = Catalog::new(vec![a.clone(), b.clone(), c.clone()]);
     let o = order(&cat, &[b.id.clone(), a.id.clone(), c.id.clone()]).unwrap();
     assert_eq!(o, vec![c.id.clone(), a.id.clone(), b.id.clone()]);
-    assert!(matches!(
-        order(&cat, &["x".into()]),
-        Err(PlanError::UnknownMigration { .. })
-    ));
+    assert!(matches!(order(&cat, &["x".into()]), Err(PlanError::UnknownMigration { .. })));
 }
 
 /// A random acyclic catalogue: migration i may depend on migrations with a smaller index in a
@@ -343,45 +216,26 @@ fn arb_case() -> impl Strategy<Value = (Vec<Migration>, Vec<bool>, Vec<String>, 
     (2usize..14).prop_flat_map(|n| {
         (
             proptest::collection::vec(0u32..50, n),
-            proptest::collection::vec(
-                proptest::collection::vec(any::<prop::sample::Index>(), 0..3),
-                n,
-            ),
+            proptest::collection::vec(proptest::collection::vec(any::<prop::sample::Index>(), 0..3), n),
             proptest::collection::vec(any::<bool>(), n),
             proptest::collection::vec(any::<bool>(), n),
             proptest::collection::vec(any::<bool>(), n),
             proptest::option::of(0..n),
         )
-            .prop_map(
-                move |(versions, deps, dynamic, applied, schemas_pick, sel)| {
-                    let ms: Vec<Migration> = (0..n)
-                        .map(|i| {
-                            let names: Vec<String> = deps[i]
-                                .iter()
-                                .filter(|_| i > 0)
-                                .map(|ix| format!("m{}", ix.index(i)))
-                                .collect();
-                            let names: Vec<&str> = names.iter().map(String::as_str).collect();
-                            let v = format!("{:014}", 20250101000000u64 + versions[i] as u64);
-                            let conn = if i % 3 == 0 { "core" } else { "org" };
-                            migration(
-                                &v,
-                                &format!("m{i}"),
-                                conn,
-                                if dynamic[i] { None } else { Some("fixed") },
-                                &names,
-                            )
-                        })
-                        .collect();
-                    let schemas: Vec<String> = schemas_pick
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, b)| **b)
-                        .map(|(i, _)| format!("t_{}", i % 3))
-                        .collect();
-                    (ms, applied, schemas, sel)
-                },
-            )
+            .prop_map(move |(versions, deps, dynamic, applied, schemas_pick, sel)| {
+                let ms: Vec<Migration> = (0..n)
+                    .map(|i| {
+                        let names: Vec<String> = deps[i].iter().filter(|_| i > 0).map(|ix| format!("m{}", ix.index(i))).collect();
+                        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                        let v = format!("{:014}", 20250101000000u64 + versions[i] as u64);
+                        let conn = if i % 3 == 0 { "core" } else { "org" };
+                        migration(&v, &format!("m{i}"), conn, if dynamic[i] { None } else { Some("fixed") }, &names)
+                    })
+                    .collect();
+                let schemas: Vec<String> =
+                    schemas_pick.iter().enumerate().filter(|(_, b)| **b).map(|(i, _)| format!("t_{}", i % 3)).collect();
+                (ms, applied, schemas, sel)
+            })
     })
 }
 
