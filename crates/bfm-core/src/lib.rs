@@ -20,6 +20,7 @@ pub use migration::{CHECKSUM_ALGORITHM, Checksum, Migration, Script, SourceKind,
 pub use plan::{
     Direction, MissingSchema, Plan, PlanError, PlanRequest, Reason, Selector, SkipReason, Skipped, StateEntry, StateSnapshot, Status, Step,
 };
+pub use tags::TagFilter;
 
 /// Validate a schema (or tenant) name given in a request against the default rule
 /// `^[A-Za-z_][A-Za-z0-9_]{0,62}$`.

@@ -484,6 +484,10 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
         }
     }
 
+    // A missing dependency stops the whole plan before anything runs.
+    if out.errors.iter().any(|e| matches!(e, PlanError::MissingDependency { .. })) {
+        return out;
+    }
     let mut graph = Graph::new(nodes.keys.len());
     for &(a, b) in &nodes.edges {
         graph.add_edge(a, b);

@@ -16,7 +16,7 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
-pub use config::{ConnectionConfig, PoolSettings};
+pub use config::{ConnectionConfig, PoolSettings, redact_url};
 pub use lock::lock_key;
 
 use async_trait::async_trait;

@@ -38,7 +38,12 @@ pub fn connect_options(config: &ConnectionConfig) -> Result<SqliteConnectOptions
     let bad = |message: String| TargetError::Config { connection: config.name.clone(), message };
     let o = match (&config.url, config.database.as_deref().or(config.extra("path"))) {
         (Some(url), _) => SqliteConnectOptions::from_str(url).map_err(|e| bad(format!("invalid SQLite URL: {e}")))?,
-        (None, Some(path)) => SqliteConnectOptions::new().filename(path),
+        (None, Some(path)) => {
+            if let Some(dir) = std::path::Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|e| bad(format!("cannot create {}: {e}", dir.display())))?;
+            }
+            SqliteConnectOptions::new().filename(path)
+        }
         (None, None) => {
             return Err(bad(format!("a SQLite connection needs a file: set {}_DB_NAME (a path)", config.name.to_uppercase())));
         }

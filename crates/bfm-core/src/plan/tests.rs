@@ -155,8 +155,10 @@ fn cycles_and_missing_dependencies_are_errors() {
     assert!(p.steps.is_empty());
     assert!(matches!(&p.errors[0], PlanError::Cycle { path } if path.len() == 3));
     let c = migration("20250101000000", "c", "core", Some("core"), &["nothing"]);
-    let p = plan(&PlanRequest::up(conn("core")), &Catalog::new(vec![c]), &StateSnapshot::default());
+    let d = migration("20250101000001", "d", "core", Some("core"), &[]);
+    let p = plan(&PlanRequest::up(conn("core")), &Catalog::new(vec![c, d]), &StateSnapshot::default());
     assert!(matches!(&p.errors[0], PlanError::MissingDependency { .. }));
+    assert!(p.steps.is_empty(), "nothing runs when a dependency is missing");
 }
 
 #[test]
