@@ -294,13 +294,35 @@ impl Skipped {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PlanError {
-    MissingDependency { migration: String, dependency: String },
-    Cycle { path: Vec<String> },
-    NeedsSchema { migration: String },
-    Modified { connection: String, migrations: Vec<String> },
-    NoDownScript { migration: String },
-    HasDependents { migration: String, schema: String, dependents: Vec<String> },
-    UnknownMigration { id: String },
+    MissingDependency {
+        migration: String,
+        dependency: String,
+    },
+    Cycle {
+        path: Vec<String>,
+    },
+    NeedsSchema {
+        migration: String,
+    },
+    Modified {
+        connection: String,
+        migrations: Vec<String>,
+    },
+    NoDownScript {
+        migration: String,
+    },
+    HasDependents {
+        migration: String,
+        schema: String,
+        dependents: Vec<String>,
+    },
+    UnknownMigration {
+        id: String,
+    },
+    /// A step failed earlier and may have left partial changes; its chain waits for `retry`.
+    NeedsRetry {
+        migration: String,
+    },
 }
 
 impl fmt::Display for PlanError {
@@ -331,6 +353,10 @@ impl fmt::Display for PlanError {
                 )
             }
             PlanError::UnknownMigration { id } => write!(f, "migration not found: {id}"),
+            PlanError::NeedsRetry { migration } => write!(
+                f,
+                "{migration} failed earlier and may have left partial changes; later migrations of its schema wait: check it, then run `bfm migrate retry {migration}`"
+            ),
         }
     }
 }
@@ -535,18 +561,23 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
             preds[b].push(a);
         }
     }
+    // A step that cannot run blocks the rest of its (connection, schema) chain: later versions
+    // assume earlier ones ran.
+    let mut chain_blocked: HashMap<(String, String), String> = HashMap::new();
     for n in order {
         let (mi, schema) = &nodes.keys[n];
         let m = catalog.at(*mi);
         let did = m.display_id(schema);
         let is_selected = n < selected_count;
+        let chain = (m.connection.clone(), schema.clone());
         let skip = |out: &mut Plan, reason: SkipReason| {
             if is_selected {
                 out.skipped.push(Skipped { migration: m.clone(), schema: schema.clone(), reason });
             }
         };
-        if let Some(by) = preds[n].iter().find_map(|&p| blocked_by[p].clone()) {
+        if let Some(by) = preds[n].iter().find_map(|&p| blocked_by[p].clone()).or_else(|| chain_blocked.get(&chain).cloned()) {
             blocked_by[n] = Some(by.clone());
+            chain_blocked.entry(chain).or_insert_with(|| by.clone());
             skip(&mut out, SkipReason::Blocked { by });
             continue;
         }
@@ -559,11 +590,14 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
             }
             Some((Status::Running, _)) => {
                 blocked_by[n] = Some(did.clone());
+                chain_blocked.insert(chain, did.clone());
                 skip(&mut out, SkipReason::Running);
                 continue;
             }
             Some((Status::Failed, true)) => {
                 blocked_by[n] = Some(did.clone());
+                chain_blocked.insert(chain, did.clone());
+                out.errors.push(PlanError::NeedsRetry { migration: did.clone() });
                 skip(&mut out, SkipReason::NeedsRetry);
                 continue;
             }

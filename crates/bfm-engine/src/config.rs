@@ -381,6 +381,13 @@ fn apply_env_connections(env: &HashMap<String, String>, connections: &mut BTreeM
         c.kind = kind;
         prefixes.push((format!("{}_", name.to_ascii_uppercase()), lname));
     }
+    // Connections from bfm.toml take their overrides from the environment too.
+    for name in connections.keys() {
+        let prefix = format!("{}_", name.to_ascii_uppercase());
+        if !prefixes.iter().any(|(p, _)| *p == prefix) {
+            prefixes.push((prefix, name.clone()));
+        }
+    }
     // Longest prefix first: CORE_X_DB_HOST belongs to core_x, not to core.
     prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()).then(a.0.cmp(&b.0)));
     let mut keys: Vec<&String> = env.keys().collect();

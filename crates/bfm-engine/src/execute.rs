@@ -526,7 +526,7 @@ async fn run_segment(shared: &Arc<Shared>, chain: &Chain, segment: &Segment) -> 
         Ok(t) => t,
         Err(e) => return fail_all(e.to_string()),
     };
-    let mut session: Box<dyn Session> = match target.session().await {
+    let mut session: Box<dyn Session> = match target.session(&shared.run_id).await {
         Ok(s) => s,
         Err(e) => return fail_all(e.to_string()),
     };

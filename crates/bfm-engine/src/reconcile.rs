@@ -51,14 +51,28 @@ impl Engine {
     pub async fn reconcile_dead_runs(&self) -> Result<ReconcileReport, EngineError> {
         let host = crate::host_name();
         let open = self.state.open_runs().await?;
-        let dead: Vec<&RunRecord> = open.iter().filter(|r| is_dead(r, &host)).collect();
+        let mut dead: Vec<&RunRecord> = Vec::new();
+        for r in open.iter().filter(|r| is_dead(r, &host)) {
+            // A killed client's last statements may still be running in the server (and may
+            // still commit): such a run is not over yet.
+            let mut busy = false;
+            for c in r.connections.iter().filter(|c| self.config.connections.contains_key(*c)) {
+                busy |= self.target(c).await?.busy(&r.run_id).await?;
+            }
+            if busy {
+                tracing::info!(run = %r.run_id, "interrupted run still has statements running in a target; reconciling later");
+            } else {
+                dead.push(r);
+            }
+        }
         if dead.is_empty() {
             return Ok(ReconcileReport::default());
         }
         let mut connections: Vec<String> = dead.iter().flat_map(|r| r.connections.iter().cloned()).collect();
         connections.sort();
         connections.dedup();
-        let alive: HashSet<String> = open.iter().filter(|r| !is_dead(r, &host)).map(|r| r.run_id.clone()).collect();
+        let closing: HashSet<&str> = dead.iter().map(|r| r.run_id.as_str()).collect();
+        let alive: HashSet<String> = open.iter().filter(|r| !closing.contains(r.run_id.as_str())).map(|r| r.run_id.clone()).collect();
         let mut report = self.reconcile_connections(&connections, &alive).await?;
         for r in dead {
             self.state.finish_run(&r.run_id).await?;

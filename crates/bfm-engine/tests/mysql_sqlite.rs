@@ -12,7 +12,10 @@ async fn mariadb_target_records_the_failing_statement_and_partial_changes() {
     let db = MySqlDb::new().await;
     let state = PgDb::new().await;
     let t = Tree::new();
-    t.write("mysql/shop/20250101000000_products.up.sql", "CREATE TABLE products (id INT PRIMARY KEY, name VARCHAR(50));\nINSERT INTO products VALUES (1, 'a');");
+    t.write(
+        "mysql/shop/20250101000000_products.up.sql",
+        "CREATE TABLE products (id INT PRIMARY KEY, name VARCHAR(50));\nINSERT INTO products VALUES (1, 'a');",
+    );
     t.write("mysql/shop/20250101000000_products.down.sql", "DROP TABLE products;");
     t.write(
         "mysql/shop/20250102000000_broken.up.sql",
@@ -46,7 +49,11 @@ async fn golang_migrate_folder_on_sqlite_with_state_in_mariadb() {
     std::fs::create_dir_all(&gm).unwrap();
     std::fs::write(gm.join("001_init.up.sql"), "CREATE TABLE a (id INTEGER PRIMARY KEY);").unwrap();
     std::fs::write(gm.join("001_init.down.sql"), "DROP TABLE a;").unwrap();
-    std::fs::write(gm.join("002_more.up.sql"), "CREATE TABLE b (id INTEGER PRIMARY KEY);\nCREATE TRIGGER bt AFTER INSERT ON b BEGIN INSERT INTO a VALUES (new.id); END;").unwrap();
+    std::fs::write(
+        gm.join("002_more.up.sql"),
+        "CREATE TABLE b (id INTEGER PRIMARY KEY);\nCREATE TRIGGER bt AFTER INSERT ON b BEGIN INSERT INTO a VALUES (new.id); END;",
+    )
+    .unwrap();
     std::fs::create_dir_all(t.sfm()).unwrap();
     let file = t.dir.path().join("app.db");
     let e = engine(config(

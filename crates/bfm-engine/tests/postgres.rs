@@ -97,7 +97,11 @@ async fn a_failing_tenant_stops_only_its_own_chain_and_can_be_retried() {
     assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
 
     // The failure is recorded with its statement; the transaction left nothing behind.
-    let st = e.state().states(&bfm_state::StateFilter { schema: Some("bad".into()), status: Some(Status::Failed), ..Default::default() }).await.unwrap();
+    let st = e
+        .state()
+        .states(&bfm_state::StateFilter { schema: Some("bad".into()), status: Some(Status::Failed), ..Default::default() })
+        .await
+        .unwrap();
     assert_eq!(st.len(), 1);
     assert_eq!(st[0].failed_statement_index, Some(1));
     assert!(!st[0].partial);
@@ -121,7 +125,10 @@ async fn modified_scripts_block_their_connection_until_accepted() {
     let e = engine(cfg(&t, &db, &[])).await;
     assert!(up(&e, "core", &[]).await.success);
     // Comments and layout do not count as changes...
-    t.write("postgresql/core/20250101000000_bootstrap.up.sql", "-- bfm-schema: core\n-- a comment\nCREATE TABLE orgs (\n  id int PRIMARY KEY\n);\n");
+    t.write(
+        "postgresql/core/20250101000000_bootstrap.up.sql",
+        "-- bfm-schema: core\n-- a comment\nCREATE TABLE orgs (\n  id int PRIMARY KEY\n);\n",
+    );
     t.write("postgresql/core/20250105000000_more.up.sql", "-- bfm-schema: core\nCREATE TABLE more (id int);");
     e.reload().await.unwrap();
     let r = up(&e, "core", &[]).await;
@@ -154,12 +161,22 @@ async fn up_rollback_up_keeps_status_right() {
     let r = e.run(prepared, opts, None).await.unwrap();
     assert_eq!(r.applied, vec!["t_1_20250103000000_seed_postgresql_org"]);
     let status = |e: std::sync::Arc<bfm_engine::Engine>| async move {
-        e.status(&StatusFilter { schema: Some("t_1".into()), ..Default::default() }).await.unwrap().into_iter().find(|r| r.name == "seed").unwrap().status
+        e.status(&StatusFilter { schema: Some("t_1".into()), ..Default::default() })
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|r| r.name == "seed")
+            .unwrap()
+            .status
     };
     assert_eq!(status(e.clone()).await, "rolled_back");
     assert!(up(&e, "org", &["t_1"]).await.applied == vec!["t_1_20250103000000_seed_postgresql_org"]);
     assert_eq!(status(e.clone()).await, "applied");
-    let hist = e.state().history(&bfm_state::HistoryFilter { migration_id: Some("20250103000000_seed_postgresql_org".into()), ..Default::default() }).await.unwrap();
+    let hist = e
+        .state()
+        .history(&bfm_state::HistoryFilter { migration_id: Some("20250103000000_seed_postgresql_org".into()), ..Default::default() })
+        .await
+        .unwrap();
     let ops: Vec<_> = hist.iter().rev().map(|h| format!("{}:{}", h.operation, h.status)).collect();
     assert_eq!(ops, vec!["up:applied", "rollback:rolled_back", "up:applied"]);
     e.close().await;
@@ -191,7 +208,10 @@ async fn the_ledger_wins_when_the_state_store_is_behind() {
 async fn missing_required_tables_fail_before_running() {
     let db = PgDb::new().await;
     let t = Tree::new();
-    t.write("postgresql/core/20250101000000_needs.up.sql", "-- bfm-schema: core\n-- bfm-requires-table: core.nope\nCREATE TABLE x (id int);");
+    t.write(
+        "postgresql/core/20250101000000_needs.up.sql",
+        "-- bfm-schema: core\n-- bfm-requires-table: core.nope\nCREATE TABLE x (id int);",
+    );
     let e = engine(cfg(&t, &db, &[])).await;
     let r = up(&e, "core", &[]).await;
     assert!(!r.success);
@@ -203,7 +223,10 @@ async fn missing_required_tables_fail_before_running() {
 async fn concurrent_runs_apply_each_step_exactly_once_and_concurrently_is_not_deadlocked() {
     let db = PgDb::new().await;
     let t = multi_tenant_tree();
-    t.write("postgresql/org/20250104000000_index.up.sql", "-- bfm-no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS alerts_tenant ON alerts (tenant);");
+    t.write(
+        "postgresql/org/20250104000000_index.up.sql",
+        "-- bfm-no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS alerts_tenant ON alerts (tenant);",
+    );
     // Slow the seed down so that runs overlap.
     t.write("postgresql/org/20250103000000_seed.up.sql", "SELECT pg_sleep(0.05);\nINSERT INTO {{.Schema}}.alerts (id) VALUES (1);");
     let tenants: Vec<String> = (0..8).map(|i| format!("tenant_{i}")).collect();
@@ -231,6 +254,47 @@ async fn concurrent_runs_apply_each_step_exactly_once_and_concurrently_is_not_de
     for t in &tenants {
         assert_eq!(count(&pool, &format!("SELECT count(*) FROM {t}.alerts")).await, 1);
     }
-    assert_eq!(count(&pool, "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'alerts_tenant' AND i.indisvalid").await, tenants.len() as i64);
+    assert_eq!(
+        count(
+            &pool,
+            "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'alerts_tenant' AND i.indisvalid"
+        )
+        .await,
+        tenants.len() as i64
+    );
     pool.close().await;
+}
+
+#[tokio::test]
+async fn interrupted_runs_are_reconciled_from_the_ledger() {
+    let db = PgDb::new().await;
+    let t = multi_tenant_tree();
+    let e = engine(cfg(&t, &db, &[])).await;
+    let r = up(&e, "org", &["t_1"]).await;
+    assert!(r.success);
+    // Simulate a crash: the state store lost the last step, the run never finished, and a
+    // down of the dependency committed in the target without being recorded.
+    let lite = sqlx::SqlitePool::connect(&t.state_url()).await.unwrap();
+    sqlx::query("DELETE FROM bfm_state WHERE migration_id = '20250103000000_seed_postgresql_org'").execute(&lite).await.unwrap();
+    sqlx::query("UPDATE bfm_runs SET finished_at = NULL, pid = 999999999").execute(&lite).await.unwrap();
+    let pool = PgPool::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("DELETE FROM bfm.ledger WHERE migration_id = '20250102000000_alerts_postgresql_org'").execute(&pool).await.unwrap();
+
+    let rows = e.status(&StatusFilter { connection: Some("org".into()), ..Default::default() }).await.unwrap();
+    let status = |name: &str| rows.iter().find(|r| r.name == name).unwrap().status.clone();
+    assert_eq!(status("seed"), "applied");
+    assert_eq!(status("alerts"), "rolled_back");
+    assert!(e.state().open_runs().await.unwrap().is_empty());
+    let hist = e
+        .state()
+        .history(&bfm_state::HistoryFilter { operation: Some(bfm_engine::Operation::Reconcile), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(hist.len(), 1, "the applied step kept its original history row; the rollback got one: {hist:?}");
+    // A full reconcile afterwards finds nothing more to do.
+    let again = e.reconcile(None).await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    lite.close().await;
+    pool.close().await;
+    e.close().await;
 }

@@ -126,8 +126,15 @@ pub trait Target: Send + Sync {
     fn capabilities(&self) -> Capabilities;
     /// A cheap connectivity check with a short timeout (readiness).
     async fn ping(&self) -> Result<(), TargetError>;
-    /// A session for one schema's chain of steps.
-    async fn session(&self) -> Result<Box<dyn Session>, TargetError>;
+    /// A session for one schema's chain of steps, on behalf of run `run_id`.
+    async fn session(&self, run_id: &str) -> Result<Box<dyn Session>, TargetError>;
+    /// Whether the server is still executing something for `run_id` (a killed client's last
+    /// statement may still be running server-side). Targets where work dies with the client
+    /// answer `false`.
+    async fn busy(&self, run_id: &str) -> Result<bool, TargetError> {
+        let _ = run_id;
+        Ok(false)
+    }
     /// Every ledger row of this target (or only those written by `run_id`).
     async fn ledger_rows(&self, run_id: Option<&str>) -> Result<Vec<LedgerEntry>, TargetError>;
     async fn close(&self);

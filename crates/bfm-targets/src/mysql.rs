@@ -96,6 +96,7 @@ impl Shared {
                     "CREATE TABLE IF NOT EXISTS {} (
                         migration_id VARCHAR(255) NOT NULL,
                         schema_name VARCHAR(128) NOT NULL,
+                        connection_name VARCHAR(128) NOT NULL,
                         version VARCHAR(64) NOT NULL,
                         checksum VARCHAR(128) NOT NULL,
                         checksum_algorithm INT NOT NULL,
@@ -117,12 +118,13 @@ impl Shared {
         let q = |s: &str| Dialect::MySql.quote_literal(s);
         match step.direction {
             Direction::Up => format!(
-                "INSERT INTO {} (migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at) \
-                 VALUES ({}, {}, {}, {}, {}, {}, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE version = VALUES(version), \
+                "INSERT INTO {} (migration_id, schema_name, connection_name, version, checksum, checksum_algorithm, run_id, applied_at) \
+                 VALUES ({}, {}, {}, {}, {}, {}, {}, UTC_TIMESTAMP(6)) ON DUPLICATE KEY UPDATE version = VALUES(version), \
                  checksum = VALUES(checksum), checksum_algorithm = VALUES(checksum_algorithm), run_id = VALUES(run_id), applied_at = VALUES(applied_at)",
                 self.ledger_table(),
                 q(step.migration_id),
                 q(step.schema),
+                q(&self.name),
                 q(step.version),
                 q(&step.checksum.value),
                 step.checksum.algorithm,
@@ -180,7 +182,7 @@ impl Target for MySqlTarget {
         }
     }
 
-    async fn session(&self) -> Result<Box<dyn Session>, TargetError> {
+    async fn session(&self, _run_id: &str) -> Result<Box<dyn Session>, TargetError> {
         self.shared.ensure_ledger().await?;
         let conn = self.shared.pool.acquire().await.map_err(|e| self.shared.err(e))?;
         Ok(Box::new(MySqlSession { shared: self.shared.clone(), conn, locked: None }))
@@ -267,10 +269,15 @@ impl Session for MySqlSession {
 
     async fn ledger(&mut self, schema: &str) -> Result<HashMap<String, LedgerEntry>, TargetError> {
         let sql = format!(
-            "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE schema_name = ?",
+            "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE schema_name = ? AND connection_name = ?",
             self.shared.ledger_table()
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(schema).fetch_all(&mut *self.conn).await.map_err(|e| self.err(e))?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(schema)
+            .bind(&self.shared.name)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
         let mut out = HashMap::with_capacity(rows.len());
         for row in &rows {
             let e = ledger_entry(row).map_err(|e| self.err(e))?;

@@ -128,6 +128,7 @@ impl Shared {
                      CREATE TABLE IF NOT EXISTS {schema}.ledger (
                          migration_id text NOT NULL,
                          schema_name text NOT NULL,
+                         connection_name text NOT NULL,
                          version text NOT NULL,
                          checksum text NOT NULL,
                          checksum_algorithm integer NOT NULL,
@@ -153,12 +154,13 @@ impl Shared {
         let q = |s: &str| Dialect::Postgres.quote_literal(s);
         match step.direction {
             Direction::Up => format!(
-                "INSERT INTO {t} (migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at) \
-                 VALUES ({}, {}, {}, {}, {}, {}, now()) ON CONFLICT (migration_id, schema_name) DO UPDATE SET \
+                "INSERT INTO {t} (migration_id, schema_name, connection_name, version, checksum, checksum_algorithm, run_id, applied_at) \
+                 VALUES ({}, {}, {}, {}, {}, {}, {}, now()) ON CONFLICT (migration_id, schema_name) DO UPDATE SET \
                  version = EXCLUDED.version, checksum = EXCLUDED.checksum, checksum_algorithm = EXCLUDED.checksum_algorithm, \
                  run_id = EXCLUDED.run_id, applied_at = EXCLUDED.applied_at",
                 q(step.migration_id),
                 q(step.schema),
+                q(&self.name),
                 q(step.version),
                 q(&step.checksum.value),
                 step.checksum.algorithm,
@@ -173,6 +175,11 @@ impl Shared {
             ),
         }
     }
+}
+
+/// `application_name` of sessions working for a run (at most 63 bytes).
+fn application_name(run_id: &str) -> String {
+    format!("bfm:{}", &run_id[..run_id.len().min(59)])
 }
 
 fn ledger_entry(row: &sqlx::postgres::PgRow) -> Result<LedgerEntry, sqlx::Error> {
@@ -230,19 +237,39 @@ impl Target for PgTarget {
         }
     }
 
-    async fn session(&self) -> Result<Box<dyn Session>, TargetError> {
+    async fn session(&self, run_id: &str) -> Result<Box<dyn Session>, TargetError> {
         self.shared.ensure_ledger().await?;
-        let conn = self.shared.pool.acquire().await.map_err(|e| self.shared.err(e))?;
+        let mut conn = self.shared.pool.acquire().await.map_err(|e| self.shared.err(e))?;
+        // Name the session after the run, so that a crashed run's statements still executing
+        // server-side can be seen; and have the server abort them soon after the client is gone.
+        let label = format!("SET application_name TO {}", Dialect::Postgres.quote_literal(&application_name(run_id)));
+        sqlx::raw_sql(AssertSqlSafe(label)).execute(&mut *conn).await.map_err(|e| self.shared.err(e))?;
+        let _ = sqlx::raw_sql("SET client_connection_check_interval TO 1000").execute(&mut *conn).await;
         Ok(Box::new(PgSession { shared: self.shared.clone(), conn, locked: None }))
+    }
+
+    async fn busy(&self, run_id: &str) -> Result<bool, TargetError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND state <> 'idle' AND pid <> pg_backend_pid())",
+        )
+        .bind(application_name(run_id))
+        .fetch_one(&self.shared.pool)
+        .await
+        .map_err(|e| self.shared.err(e))
     }
 
     async fn ledger_rows(&self, run_id: Option<&str>) -> Result<Vec<LedgerEntry>, TargetError> {
         self.shared.ensure_ledger().await?;
         let sql = format!(
-            "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE $1::text IS NULL OR run_id = $1",
+            "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE connection_name = $2 AND ($1::text IS NULL OR run_id = $1)",
             self.shared.ledger_table()
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(run_id).fetch_all(&self.shared.pool).await.map_err(|e| self.shared.err(e))?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(run_id)
+            .bind(&self.shared.name)
+            .fetch_all(&self.shared.pool)
+            .await
+            .map_err(|e| self.shared.err(e))?;
         rows.iter().map(ledger_entry).collect::<Result<_, _>>().map_err(|e| self.shared.err(e))
     }
 
@@ -350,10 +377,15 @@ impl Session for PgSession {
 
     async fn ledger(&mut self, schema: &str) -> Result<HashMap<String, LedgerEntry>, TargetError> {
         let sql = format!(
-            "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE schema_name = $1",
+            "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE schema_name = $1 AND connection_name = $2",
             self.shared.ledger_table()
         );
-        let rows = sqlx::query(AssertSqlSafe(sql)).bind(schema).fetch_all(&mut *self.conn).await.map_err(|e| self.err(e))?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(schema)
+            .bind(&self.shared.name)
+            .fetch_all(&mut *self.conn)
+            .await
+            .map_err(|e| self.err(e))?;
         let mut out = HashMap::with_capacity(rows.len());
         for row in &rows {
             let e = ledger_entry(row).map_err(|e| self.err(e))?;

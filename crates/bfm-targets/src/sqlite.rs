@@ -79,6 +79,7 @@ impl Shared {
                     "CREATE TABLE IF NOT EXISTS bfm_ledger (
                         migration_id TEXT NOT NULL,
                         schema_name TEXT NOT NULL,
+                        connection_name TEXT NOT NULL,
                         version TEXT NOT NULL,
                         checksum TEXT NOT NULL,
                         checksum_algorithm INTEGER NOT NULL,
@@ -105,12 +106,13 @@ impl Shared {
         let q = |s: &str| Dialect::Sqlite.quote_literal(s);
         match step.direction {
             Direction::Up => format!(
-                "INSERT INTO bfm_ledger (migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at) \
-                 VALUES ({}, {}, {}, {}, {}, {}, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) ON CONFLICT (migration_id, schema_name) DO UPDATE SET \
+                "INSERT INTO bfm_ledger (migration_id, schema_name, connection_name, version, checksum, checksum_algorithm, run_id, applied_at) \
+                 VALUES ({}, {}, {}, {}, {}, {}, {}, strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) ON CONFLICT (migration_id, schema_name) DO UPDATE SET \
                  version = excluded.version, checksum = excluded.checksum, checksum_algorithm = excluded.checksum_algorithm, \
                  run_id = excluded.run_id, applied_at = excluded.applied_at",
                 q(step.migration_id),
                 q(step.schema),
+                q(&self.name),
                 q(step.version),
                 q(&step.checksum.value),
                 step.checksum.algorithm,
@@ -166,7 +168,7 @@ impl Target for SqliteTarget {
         sqlx::query("SELECT 1").execute(&self.shared.pool).await.map(|_| ()).map_err(|e| self.shared.err(e))
     }
 
-    async fn session(&self) -> Result<Box<dyn Session>, TargetError> {
+    async fn session(&self, _run_id: &str) -> Result<Box<dyn Session>, TargetError> {
         self.shared.ensure_tables().await?;
         let conn = self.shared.pool.acquire().await.map_err(|e| self.shared.err(e))?;
         let owner = format!("{}-{}-{}", std::process::id(), OWNER_SEQ.fetch_add(1, Ordering::Relaxed), now_ms());
@@ -175,8 +177,9 @@ impl Target for SqliteTarget {
 
     async fn ledger_rows(&self, run_id: Option<&str>) -> Result<Vec<LedgerEntry>, TargetError> {
         self.shared.ensure_tables().await?;
-        let rows = sqlx::query("SELECT * FROM bfm_ledger WHERE ?1 IS NULL OR run_id = ?1")
+        let rows = sqlx::query("SELECT * FROM bfm_ledger WHERE connection_name = ?2 AND (?1 IS NULL OR run_id = ?1)")
             .bind(run_id)
+            .bind(&self.shared.name)
             .fetch_all(&self.shared.pool)
             .await
             .map_err(|e| self.shared.err(e))?;

@@ -42,7 +42,7 @@ fn script<'a>(s: &'a Step, schema: &'a str, direction: Direction) -> StepScript<
 
 /// The behaviour every target shares.
 async fn exercise(target: Arc<dyn Target>, schema: &str, dialect: Dialect) {
-    let mut s = target.session().await.unwrap();
+    let mut s = target.session("run-1").await.unwrap();
     s.lock(schema, Duration::from_secs(5)).await.unwrap();
     s.prepare_schema(schema).await.unwrap();
     assert!(s.ledger(schema).await.unwrap().is_empty());
@@ -63,7 +63,7 @@ async fn exercise(target: Arc<dyn Target>, schema: &str, dialect: Dialect) {
     assert!(!s.ledger(schema).await.unwrap().contains_key("m2"));
 
     // Another session cannot take the same lock while it is held, but can take another schema's.
-    let mut other = target.session().await.unwrap();
+    let mut other = target.session("run-1").await.unwrap();
     let e = other.lock(schema, Duration::from_millis(120)).await.unwrap_err();
     assert!(e.to_string().contains("not acquired"), "{e}");
     other.lock(&format!("{schema}_other"), Duration::from_secs(1)).await.unwrap();
@@ -80,10 +80,10 @@ async fn exercise(target: Arc<dyn Target>, schema: &str, dialect: Dialect) {
     assert!(!s.table_exists(schema, "items").await.unwrap());
 
     // A dropped, locked session releases its lock.
-    let mut held = target.session().await.unwrap();
+    let mut held = target.session("run-1").await.unwrap();
     held.lock(schema, Duration::from_secs(1)).await.unwrap();
     drop(held);
-    let mut again = target.session().await.unwrap();
+    let mut again = target.session("run-1").await.unwrap();
     again.lock(schema, Duration::from_secs(5)).await.unwrap();
     again.unlock().await.unwrap();
 
@@ -101,7 +101,7 @@ async fn postgresql() {
     exercise(target.clone(), "tenant_a_1", Dialect::Postgres).await;
 
     // search_path does not leak into the pool after a step.
-    let mut s = target.session().await.unwrap();
+    let mut s = target.session("run-1").await.unwrap();
     let st = step("m3", "CREATE TABLE leak_check (id int);", Dialect::Postgres);
     s.apply(&script(&st, "tenant_a_1", Direction::Up)).await.unwrap();
     drop(s);
@@ -116,7 +116,7 @@ async fn postgresql() {
     assert_eq!(n, 1);
 
     // Statements that cannot run in a transaction run without one when the migration opts out.
-    let mut s = target.session().await.unwrap();
+    let mut s = target.session("run-1").await.unwrap();
     s.lock("tenant_a_1", Duration::from_secs(5)).await.unwrap();
     let mut cic =
         step("m4", "INSERT INTO leak_check VALUES (1);\nCREATE INDEX CONCURRENTLY leak_idx ON leak_check (id);", Dialect::Postgres);
@@ -149,7 +149,7 @@ async fn mariadb() {
     exercise(target.clone(), &schema, Dialect::MySql).await;
 
     // DDL commits implicitly: a failure after it reports partial changes.
-    let mut s = target.session().await.unwrap();
+    let mut s = target.session("run-1").await.unwrap();
     let st = step("m9", "CREATE TABLE t1 (id int);\nINSERT INTO missing VALUES (1);", Dialect::MySql);
     let f = s.apply(&script(&st, &schema, Direction::Up)).await.unwrap_err();
     assert_eq!((f.statement_index, f.partial), (Some(1), true));

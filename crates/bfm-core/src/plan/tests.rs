@@ -127,6 +127,20 @@ fn a_failed_partial_step_blocks_its_chain_and_a_clean_failure_retries() {
     let reasons: Vec<_> = p.skipped.iter().map(|s| (s.display_id(), s.reason.clone())).collect();
     assert!(reasons.contains(&(format!("t1_{}", a.id), SkipReason::NeedsRetry)));
     assert!(reasons.contains(&(format!("t1_{}", b.id), SkipReason::Blocked { by: format!("t1_{}", a.id) })));
+    assert_eq!(p.errors, vec![PlanError::NeedsRetry { migration: format!("t1_{}", a.id) }]);
+}
+
+#[test]
+fn a_blocked_step_blocks_later_versions_of_its_schema_even_without_dependencies() {
+    let a = migration("20250101000000", "a", "core", Some("core"), &[]);
+    let b = migration("20250102000000", "b", "core", Some("core"), &[]);
+    let other = migration("20250103000000", "c", "core", Some("other"), &[]);
+    let cat = Catalog::new(vec![a.clone(), b.clone(), other.clone()]);
+    let mut st = StateSnapshot::default();
+    st.insert(&a.id, "core", StateEntry { status: Status::Failed, checksum: None, partial: true });
+    let p = plan(&PlanRequest::up(conn("core")), &cat, &st);
+    assert_eq!(ids(&p), vec![other.id.clone()]);
+    assert!(p.skipped.iter().any(|s| s.migration.id == b.id && s.reason == SkipReason::Blocked { by: a.id.clone() }));
 }
 
 #[test]
