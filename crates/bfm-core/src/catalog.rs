@@ -154,10 +154,10 @@ impl Catalog {
                 let m = &self.migrations[i];
                 if prefix.is_empty() || prefix == m.connection {
                     found.push((i, None));
-                } else if let Some(schema) = prefix.strip_suffix(&format!("_{}", m.connection)) {
-                    if m.schema.as_deref() == Some(schema) {
-                        found.push((i, Some(schema.to_string())));
-                    }
+                } else if let Some(schema) = prefix.strip_suffix(&format!("_{}", m.connection))
+                    && m.schema.as_deref() == Some(schema)
+                {
+                    found.push((i, Some(schema.to_string())));
                 }
             }
             if !found.is_empty() {
@@ -335,11 +335,11 @@ fn scan_sfm(root: &Path, groups: &mut BTreeMap<(String, String, String, String),
             }
             continue;
         };
-        if let Some(ext) = ext {
-            if ext != kind.script_extension() {
-                c.error(path, 1, format!("{kind} scripts end in .{}, not .{ext}", kind.script_extension()));
-                continue;
-            }
+        if let Some(ext) = ext
+            && ext != kind.script_extension()
+        {
+            c.error(path, 1, format!("{kind} scripts end in .{}, not .{ext}", kind.script_extension()));
+            continue;
         }
         let key = (backend_dir.clone(), connection.clone(), version.as_str().to_string(), name.clone());
         let g = groups.entry(key).or_insert_with(|| Group {

@@ -75,12 +75,13 @@ pub fn parse(text: &str) -> Result<Vec<EtcdOp>, EtcdScriptError> {
         Err(e) => {
             // BfM's fallback: a single `key=value` line.
             let t = text.trim();
-            if !t.starts_with('[') && !t.starts_with('{') {
-                if let Some((k, v)) = t.split_once('=') {
-                    let key = k.trim().to_string();
-                    check_key(&key).map_err(|message| EtcdScriptError { index: None, message })?;
-                    return Ok(vec![EtcdOp::Put { key, value: v.trim().to_string(), if_absent: false, if_value: None }]);
-                }
+            if !t.starts_with('[')
+                && !t.starts_with('{')
+                && let Some((k, v)) = t.split_once('=')
+            {
+                let key = k.trim().to_string();
+                check_key(&key).map_err(|message| EtcdScriptError { index: None, message })?;
+                return Ok(vec![EtcdOp::Put { key, value: v.trim().to_string(), if_absent: false, if_value: None }]);
             }
             return Err(EtcdScriptError { index: None, message: format!("invalid JSON: {e}") });
         }

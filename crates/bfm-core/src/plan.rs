@@ -540,10 +540,11 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
             if entry.status != Status::Applied || !involved.contains(m.connection.as_str()) {
                 continue;
             }
-            if let Some(c) = &entry.checksum {
-                if c.algorithm == m.checksum.algorithm && c.value != m.checksum.value {
-                    modified.entry(m.connection.clone()).or_default().push(m.display_id(schema));
-                }
+            if let Some(c) = &entry.checksum
+                && c.algorithm == m.checksum.algorithm
+                && c.value != m.checksum.value
+            {
+                modified.entry(m.connection.clone()).or_default().push(m.display_id(schema));
             }
         }
         for (connection, list) in modified.iter_mut() {

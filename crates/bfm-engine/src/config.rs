@@ -320,10 +320,10 @@ impl Config {
         };
         state_conn.pool = pool.clone();
         let state = StateConfig { backend, connection: state_conn, schema: get("BFM_STATE_SCHEMA").or(file_state.schema.clone()) };
-        if let Some(s) = &state.schema {
-            if !bfm_core::catalog::is_valid_name(s) {
-                return Err(invalid("BFM_STATE_SCHEMA", format!("invalid schema name {s:?}")));
-            }
+        if let Some(s) = &state.schema
+            && !bfm_core::catalog::is_valid_name(s)
+        {
+            return Err(invalid("BFM_STATE_SCHEMA", format!("invalid schema name {s:?}")));
         }
 
         let lock_timeout = match get("BFM_LOCK_TIMEOUT").or(file.lock_timeout.clone()) {

@@ -167,7 +167,7 @@ impl Shared {
         let total = self.steps.len();
         let (done, failed, skipped) =
             (self.done.load(Ordering::SeqCst), self.failed.load(Ordering::SeqCst), self.skipped.load(Ordering::SeqCst));
-        let progress = if total == 0 { 100 } else { ((done + failed + skipped) * 100 / total) as u8 };
+        let progress = ((done + failed + skipped) * 100).checked_div(total).unwrap_or(100).min(100) as u8;
         sink(&ProgressEvent {
             run_id: self.run_id.clone(),
             step,
@@ -412,10 +412,10 @@ impl Engine {
         heartbeat.abort();
 
         let state_warning = self.recorder.flush().await.err();
-        if state_warning.is_none() {
-            if let Err(e) = self.state.finish_run(&run_id).await {
-                tracing::warn!(error = %e, "recording the end of the run failed");
-            }
+        if state_warning.is_none()
+            && let Err(e) = self.state.finish_run(&run_id).await
+        {
+            tracing::warn!(error = %e, "recording the end of the run failed");
         }
 
         let results: Vec<StepResult> = shared.results.lock().map(|r| r.iter().flatten().cloned().collect()).unwrap_or_default();
@@ -548,22 +548,14 @@ async fn run_locked(
     session: &mut dyn Session,
 ) -> Result<(), String> {
     let first_direction = shared.steps[segment.steps[0]].direction;
-    if first_direction == Direction::Up {
-        if let Err(e) = session.prepare_schema(&chain.schema).await {
-            let msg = e.to_string();
-            for &i in &segment.steps {
-                shared.finish(
-                    i,
-                    StepOutcomeKind::Failed,
-                    "could not prepare the schema".into(),
-                    Duration::ZERO,
-                    Some(msg.clone()),
-                    None,
-                    None,
-                );
-            }
-            return Err(format!("blocked: {msg}"));
+    if first_direction == Direction::Up
+        && let Err(e) = session.prepare_schema(&chain.schema).await
+    {
+        let msg = e.to_string();
+        for &i in &segment.steps {
+            shared.finish(i, StepOutcomeKind::Failed, "could not prepare the schema".into(), Duration::ZERO, Some(msg.clone()), None, None);
         }
+        return Err(format!("blocked: {msg}"));
     }
     let ledger: HashMap<String, LedgerEntry> = match session.ledger(&chain.schema).await {
         Ok(l) => l,
@@ -670,10 +662,10 @@ async fn run_step(
     };
 
     // Requirements that must hold before the step runs.
-    if step.direction == Direction::Up {
-        if let Err(e) = check_requirements(step, session).await {
-            return fail_step(shared, i, op, started_at, clock, e, None, None, 0, false);
-        }
+    if step.direction == Direction::Up
+        && let Err(e) = check_requirements(step, session).await
+    {
+        return fail_step(shared, i, op, started_at, clock, e, None, None, 0, false);
     }
 
     let transactional = m.transactional && transactional_target;

@@ -37,10 +37,11 @@ impl ReconcileReport {
 }
 
 fn is_dead(run: &RunRecord, host: &str) -> bool {
-    if run.host == host && run.pid as u32 != std::process::id() {
-        if let Some(alive) = crate::context::process_alive(run.pid) {
-            return !alive;
-        }
+    if run.host == host
+        && run.pid as u32 != std::process::id()
+        && let Some(alive) = crate::context::process_alive(run.pid)
+    {
+        return !alive;
     }
     let age = Utc::now().signed_duration_since(run.heartbeat_at);
     age.to_std().map(|d| d > STALE_RUN).unwrap_or(false)

@@ -374,10 +374,10 @@ impl StateStore for SqlStateStore {
     }
 
     async fn migrate(&self) -> Result<()> {
-        if let Some(s) = &self.pg_schema {
-            if let DbPool::Pg(p) = &self.pool {
-                sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {}", quote_pg(s)))).execute(p).await?;
-            }
+        if let Some(s) = &self.pg_schema
+            && let DbPool::Pg(p) = &self.pool
+        {
+            sqlx::raw_sql(AssertSqlSafe(format!("CREATE SCHEMA IF NOT EXISTS {}", quote_pg(s)))).execute(p).await?;
         }
         if self.version().await? >= schema::LATEST {
             return Ok(());
@@ -413,12 +413,12 @@ impl StateStore for SqlStateStore {
                         .fetch_optional(&mut *tx)
                         .await?;
                 let current = current.and_then(|v| v.parse().ok()).unwrap_or(0);
-                if current == 0 {
-                    if let Some(sql) = legacy {
-                        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).bind(self.pg_schema.clone()).fetch_one(&mut *tx).await?;
-                        if n > 0 {
-                            sqlx::raw_sql(AssertSqlSafe(rename.clone())).execute(&mut *tx).await?;
-                        }
+                if current == 0
+                    && let Some(sql) = legacy
+                {
+                    let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).bind(self.pg_schema.clone()).fetch_one(&mut *tx).await?;
+                    if n > 0 {
+                        sqlx::raw_sql(AssertSqlSafe(rename.clone())).execute(&mut *tx).await?;
                     }
                 }
                 for (v, stmts) in schema::upgrade(self.backend, &qualify, current) {
@@ -438,12 +438,12 @@ impl StateStore for SqlStateStore {
                             .fetch_optional(&mut *conn)
                             .await?;
                     let current = current.and_then(|v| v.parse().ok()).unwrap_or(0);
-                    if current == 0 {
-                        if let Some(sql) = &legacy {
-                            let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(&mut *conn).await?;
-                            if n > 0 {
-                                sqlx::raw_sql(AssertSqlSafe(rename.clone())).execute(&mut *conn).await?;
-                            }
+                    if current == 0
+                        && let Some(sql) = &legacy
+                    {
+                        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(&mut *conn).await?;
+                        if n > 0 {
+                            sqlx::raw_sql(AssertSqlSafe(rename.clone())).execute(&mut *conn).await?;
                         }
                     }
                     for (v, stmts) in schema::upgrade(self.backend, &qualify, current) {
@@ -478,12 +478,12 @@ impl StateStore for SqlStateStore {
                             .fetch_optional(&mut *conn)
                             .await?;
                     let current = current.and_then(|v| v.parse().ok()).unwrap_or(0);
-                    if current == 0 {
-                        if let Some(sql) = &legacy {
-                            let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(&mut *conn).await?;
-                            if n > 0 {
-                                sqlx::raw_sql(AssertSqlSafe(rename.clone())).execute(&mut *conn).await?;
-                            }
+                    if current == 0
+                        && let Some(sql) = &legacy
+                    {
+                        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(&mut *conn).await?;
+                        if n > 0 {
+                            sqlx::raw_sql(AssertSqlSafe(rename.clone())).execute(&mut *conn).await?;
                         }
                     }
                     for (v, stmts) in schema::upgrade(self.backend, &qualify, current) {

@@ -98,12 +98,11 @@ impl fmt::Debug for ConnectionConfig {
 
 /// `scheme://user:secret@host/db` → `scheme://user:<redacted>@host/db`.
 pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((creds, host)) = rest.split_once('@') {
-            if let Some((user, _)) = creds.split_once(':') {
-                return format!("{scheme}://{user}:<redacted>@{host}");
-            }
-        }
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((creds, host)) = rest.split_once('@')
+        && let Some((user, _)) = creds.split_once(':')
+    {
+        return format!("{scheme}://{user}:<redacted>@{host}");
     }
     url.to_string()
 }

@@ -251,11 +251,11 @@ impl Session for MySqlSession {
     }
 
     async fn unlock(&mut self) -> Result<(), TargetError> {
-        if let Some(name) = self.locked.take() {
-            if let Err(e) = sqlx::query("SELECT RELEASE_LOCK(?)").bind(&name).execute(&mut *self.conn).await {
-                self.conn.close_on_drop();
-                return Err(self.err(e));
-            }
+        if let Some(name) = self.locked.take()
+            && let Err(e) = sqlx::query("SELECT RELEASE_LOCK(?)").bind(&name).execute(&mut *self.conn).await
+        {
+            self.conn.close_on_drop();
+            return Err(self.err(e));
         }
         Ok(())
     }

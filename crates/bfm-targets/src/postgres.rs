@@ -319,10 +319,10 @@ impl PgSession {
                 break;
             }
         }
-        if result.is_ok() {
-            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(self.shared.ledger_write(step))).execute(&mut *conn).await {
-                result = Err(fail(format!("recording the ledger row failed: {}", describe(&e)), None, None, step.statements.len()));
-            }
+        if result.is_ok()
+            && let Err(e) = sqlx::raw_sql(AssertSqlSafe(self.shared.ledger_write(step))).execute(&mut *conn).await
+        {
+            result = Err(fail(format!("recording the ledger row failed: {}", describe(&e)), None, None, step.statements.len()));
         }
         if !step.schema.is_empty() && sqlx::raw_sql("RESET search_path").execute(&mut *conn).await.is_err() {
             self.conn.close_on_drop();
@@ -357,11 +357,11 @@ impl Session for PgSession {
     }
 
     async fn unlock(&mut self) -> Result<(), TargetError> {
-        if let Some((key, _)) = self.locked.take() {
-            if let Err(e) = sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *self.conn).await {
-                self.conn.close_on_drop();
-                return Err(self.err(e));
-            }
+        if let Some((key, _)) = self.locked.take()
+            && let Err(e) = sqlx::query("SELECT pg_advisory_unlock($1)").bind(key).execute(&mut *self.conn).await
+        {
+            self.conn.close_on_drop();
+            return Err(self.err(e));
         }
         Ok(())
     }

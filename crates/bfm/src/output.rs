@@ -3,7 +3,7 @@
 use bfm_engine::{ProgressEvent, ProgressSink, RunReport, StepOutcomeKind};
 use console::{Style, Term, style};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Progress for a run: a bar on a terminal when more than a handful of steps run, a line per
@@ -33,23 +33,19 @@ impl Progress {
 
     pub fn sink(&self, quiet: bool) -> ProgressSink {
         let bar = self.bar.clone();
-        let failures = Arc::new(Mutex::new(0usize));
         Arc::new(move |e: &ProgressEvent| {
-            let finished = matches!(e.status, "success" | "failed" | "skipped");
+            if !matches!(e.status, "success" | "failed" | "skipped") {
+                return;
+            }
             match &bar {
                 Some(bar) => {
-                    if finished {
-                        bar.inc(1);
-                        if e.status == "failed" {
-                            if let Ok(mut f) = failures.lock() {
-                                *f += 1;
-                            }
-                            bar.println(format!("{} {}: {}", style("failed").red().bold(), e.id, e.message));
-                        }
-                        bar.set_message(format!("done {} · failed {} · skipped {}", e.done, e.failed, e.skipped));
+                    bar.inc(1);
+                    if e.status == "failed" {
+                        bar.println(format!("{} {}: {}", style("failed").red().bold(), e.id, e.message));
                     }
+                    bar.set_message(format!("done {} · failed {} · skipped {}", e.done, e.failed, e.skipped));
                 }
-                None if !quiet && finished => {
+                None if !quiet => {
                     let (word, st) = match e.status {
                         "success" => ("ok", Style::new().green()),
                         "failed" => ("failed", Style::new().red().bold()),

@@ -91,7 +91,7 @@ fn new_creates_timestamped_files_and_configuration_errors_name_the_variable() {
     assert!(text(&o).contains("CORE_DB_PORT"), "{}", text(&o));
 }
 
-fn pg_env<'a>(db: &'a PgDb) -> Vec<(&'a str, &'a str)> {
+fn pg_env(db: &PgDb) -> Vec<(&str, &str)> {
     vec![("CORE_BACKEND", "postgresql"), ("CORE_DB_URL", db.url.as_str())]
 }
 

@@ -181,10 +181,10 @@ pub async fn down(engine: &Arc<Engine>, a: DownArgs, ctx: ExecutionContext) -> a
 
 pub async fn status(engine: &Arc<Engine>, a: StatusArgs) -> anyhow::Result<ExitCode> {
     engine.reload().await.context("recording the catalogue in the state store")?;
-    if let Some(c) = &a.connection {
-        if !engine.catalog().iter().any(|m| &m.connection == c) {
-            engine.ensure_connection(c)?;
-        }
+    if let Some(c) = &a.connection
+        && !engine.catalog().iter().any(|m| &m.connection == c)
+    {
+        engine.ensure_connection(c)?;
     }
     let mut rows = engine.status(&StatusFilter { connection: a.connection.clone(), schema: a.schema.clone(), migration_id: None }).await?;
     if let Some(s) = &a.status {
