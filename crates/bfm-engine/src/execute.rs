@@ -410,8 +410,10 @@ impl Engine {
             }
         }
         heartbeat.abort();
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, steps = shared.steps.len(), "steps finished");
 
         let state_warning = self.recorder.flush().await.err();
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "state recorded");
         if state_warning.is_none()
             && let Err(e) = self.state.finish_run(&run_id).await
         {
@@ -533,7 +535,9 @@ async fn run_segment(shared: &Arc<Shared>, chain: &Chain, segment: &Segment) -> 
     if let Err(e) = session.lock(&chain.schema, engine.config.lock_timeout).await {
         return fail_all(e.to_string());
     }
+    tracing::debug!(connection = %chain.connection, schema = %chain.schema, steps = segment.steps.len(), "segment locked");
     let result = run_locked(shared, chain, segment, target.as_ref(), session.as_mut()).await;
+    tracing::debug!(connection = %chain.connection, schema = %chain.schema, "segment done");
     if let Err(e) = session.unlock().await {
         tracing::warn!(error = %e, connection = %chain.connection, schema = %chain.schema, "releasing the lock failed (the connection was closed instead)");
     }

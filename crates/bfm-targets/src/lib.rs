@@ -96,6 +96,17 @@ impl std::fmt::Display for StepFailure {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_hosts() {
+        for h in ["localhost", "127.0.0.1", "::1", "[::1]", "/var/run/postgresql"] {
+            assert!(super::is_loopback(h), "{h}");
+        }
+        assert!(!super::is_loopback("db.example.com") && !super::is_loopback("10.0.0.5"));
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("connection {connection}: {message}")]
@@ -170,6 +181,12 @@ pub async fn connect(config: &ConnectionConfig) -> Result<Arc<dyn Target>, Targe
             Err(TargetError::Config { connection: config.name.clone(), message: format!("backend {other} is not supported by this build") })
         }
     }
+}
+
+/// Whether a host name designates this machine (TLS is off by default there).
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost") || h.starts_with('/') || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Split `schema.table` into its parts, defaulting the schema.

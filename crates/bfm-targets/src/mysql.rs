@@ -57,6 +57,9 @@ pub fn connect_options(config: &ConnectionConfig) -> Result<MySqlConnectOptions,
     }
     if let Some(mode) = config.extra("ssl_mode").or(config.extra("sslmode")) {
         o = o.ssl_mode(MySqlSslMode::from_str(mode).map_err(|_| bad(format!("invalid ssl mode {mode:?}")))?);
+    } else if !config.url.as_deref().is_some_and(|u| u.contains("ssl-mode=") || u.contains("sslmode=")) && crate::is_loopback(o.get_host())
+    {
+        o = o.ssl_mode(MySqlSslMode::Disabled);
     }
     Ok(o)
 }
@@ -102,8 +105,7 @@ impl Shared {
                         checksum_algorithm INT NOT NULL,
                         run_id VARCHAR(64) NOT NULL,
                         applied_at DATETIME(6) NOT NULL,
-                        PRIMARY KEY (migration_id, schema_name),
-                        KEY bfm_ledger_run_id (run_id)
+                        PRIMARY KEY (migration_id, schema_name)
                     )",
                     self.ledger_table()
                 );

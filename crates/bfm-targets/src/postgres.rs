@@ -65,6 +65,10 @@ pub fn connect_options(config: &ConnectionConfig) -> Result<PgConnectOptions, Ta
             PgSslMode::from_str(mode)
                 .map_err(|_| bad(format!("invalid sslmode {mode:?} (disable, prefer, require, verify-ca, verify-full)")))?,
         );
+    } else if !config.url.as_deref().is_some_and(|u| u.contains("sslmode=")) && crate::is_loopback(o.get_host()) {
+        // TLS to a server on this very host protects nothing and costs a handshake per
+        // connection; elsewhere the default stays `prefer`.
+        o = o.ssl_mode(PgSslMode::Disable);
     }
     if let Some(cert) = config.extra("sslrootcert") {
         o = o.ssl_root_cert(cert);
@@ -136,7 +140,6 @@ impl Shared {
                          applied_at timestamptz NOT NULL DEFAULT now(),
                          PRIMARY KEY (migration_id, schema_name)
                      );
-                     CREATE INDEX IF NOT EXISTS ledger_run_id ON {schema}.ledger (run_id);
                      COMMIT;"
                 );
                 let mut conn = self.pool.acquire().await.map_err(|e| self.err(e))?;

@@ -136,7 +136,9 @@ async fn execute(engine: &Arc<Engine>, prepared: Prepared, options: RunOptions, 
 }
 
 pub async fn up(engine: &Arc<Engine>, a: UpArgs, ctx: ExecutionContext, _plan_only: bool) -> anyhow::Result<ExitCode> {
+    let t = std::time::Instant::now();
     load_catalog(engine).await?;
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, migrations = engine.catalog().len(), "catalogue loaded and recorded");
     validate_schemas(&a.schemas)?;
     let mut req = PlanRequest::up(selector(engine, &a.filters)?);
     req.schemas = a.schemas.clone();
@@ -146,6 +148,7 @@ pub async fn up(engine: &Arc<Engine>, a: UpArgs, ctx: ExecutionContext, _plan_on
     req.missing_schema =
         if a.filters.connection.is_some() || !a.filters.ids.is_empty() { MissingSchema::Error } else { MissingSchema::Skip };
     let prepared = engine.prepare(&req).await?;
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, steps = prepared.plan.steps.len(), "planned");
     if a.dry_run {
         return print_plan(engine, &prepared, a.sql, a.json);
     }
