@@ -193,11 +193,16 @@ impl Target for MySqlTarget {
     async fn ledger_rows(&self, run_id: Option<&str>) -> Result<Vec<LedgerEntry>, TargetError> {
         self.shared.ensure_ledger().await?;
         let sql = format!(
-            "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE ? IS NULL OR run_id = ?",
+            "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE connection_name = ? AND (? IS NULL OR run_id = ?)",
             self.shared.ledger_table()
         );
-        let rows =
-            sqlx::query(AssertSqlSafe(sql)).bind(run_id).bind(run_id).fetch_all(&self.shared.pool).await.map_err(|e| self.shared.err(e))?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(&self.shared.name)
+            .bind(run_id)
+            .bind(run_id)
+            .fetch_all(&self.shared.pool)
+            .await
+            .map_err(|e| self.shared.err(e))?;
         rows.iter().map(ledger_entry).collect::<Result<_, _>>().map_err(|e| self.shared.err(e))
     }
 

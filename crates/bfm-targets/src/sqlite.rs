@@ -286,8 +286,10 @@ impl Session for SqliteSession {
     }
 
     async fn ledger(&mut self, schema: &str) -> Result<HashMap<String, LedgerEntry>, TargetError> {
-        let rows = sqlx::query("SELECT * FROM bfm_ledger WHERE schema_name = ?")
+        let name = self.shared.name.clone();
+        let rows = sqlx::query("SELECT * FROM bfm_ledger WHERE schema_name = ? AND connection_name = ?")
             .bind(schema)
+            .bind(name)
             .fetch_all(&mut **self.conn())
             .await
             .map_err(|e| self.err(e))?;

@@ -164,3 +164,20 @@ async fn sqlite() {
     let target = connect(&c).await.unwrap();
     exercise(target, "", Dialect::Sqlite).await;
 }
+
+#[tokio::test]
+async fn two_connections_on_one_database_keep_separate_ledgers() {
+    let db = PgDb::new().await;
+    let mut a = ConnectionConfig::new("a", BackendKind::Postgresql);
+    a.url = Some(db.url.clone());
+    let mut b = a.clone();
+    b.name = "b".into();
+    let (ta, tb) = (connect(&a).await.unwrap(), connect(&b).await.unwrap());
+    let st = step("m1_postgresql_a", "SELECT 1;", Dialect::Postgres);
+    let mut s = ta.session("r").await.unwrap();
+    s.apply(&script(&st, "x", Direction::Up)).await.unwrap();
+    assert_eq!(ta.ledger_rows(None).await.unwrap().len(), 1);
+    assert!(tb.ledger_rows(None).await.unwrap().is_empty());
+    let mut s = tb.session("r").await.unwrap();
+    assert!(s.ledger("x").await.unwrap().is_empty());
+}

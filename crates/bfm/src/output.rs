@@ -15,6 +15,9 @@ pub struct Progress {
 /// Steps above which a bar is drawn.
 const BAR_THRESHOLD: usize = 5;
 
+/// Without a terminal, runs up to this many steps get a line per step.
+const PLAIN_LINES_MAX: usize = 50;
+
 impl Progress {
     pub fn new(total: usize, quiet: bool) -> Progress {
         let tty = Term::stderr().is_term();
@@ -34,6 +37,8 @@ impl Progress {
     pub fn sink(&self, quiet: bool) -> ProgressSink {
         let bar = self.bar.clone();
         Arc::new(move |e: &ProgressEvent| {
+            // Long runs without a terminal: failures, and a line every 10 %.
+            let lines = e.total <= PLAIN_LINES_MAX;
             if !matches!(e.status, "success" | "failed" | "skipped") {
                 return;
             }
@@ -44,6 +49,19 @@ impl Progress {
                         bar.println(format!("{} {}: {}", style("failed").red().bold(), e.id, e.message));
                     }
                     bar.set_message(format!("done {} · failed {} · skipped {}", e.done, e.failed, e.skipped));
+                }
+                None if !quiet && !lines => {
+                    let finished = e.done + e.failed + e.skipped;
+                    if e.status == "failed" {
+                        eprintln!("{:>7} {}: {}", style("failed").red().bold(), e.id, e.message);
+                    }
+                    let step = (e.total / 10).max(1);
+                    if finished % step == 0 || finished == e.total {
+                        eprintln!(
+                            "{finished}/{} steps ({}%): {} done, {} failed, {} not run",
+                            e.total, e.progress, e.done, e.failed, e.skipped
+                        );
+                    }
                 }
                 None if !quiet => {
                     let (word, st) = match e.status {
