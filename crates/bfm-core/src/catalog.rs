@@ -146,16 +146,18 @@ impl Catalog {
         let mut found: Vec<(usize, Option<String>)> = Vec::new();
         let starts = std::iter::once(0).chain(input.match_indices('_').map(|(p, _)| p + 1));
         for start in starts {
-            let Some(candidates) = self.by_version_name.get(&input[start..]) else { continue };
+            let Some(candidates) = self.by_version_name.get(&input[start..]) else {
+                continue;
+            };
             let prefix = if start == 0 { "" } else { &input[..start - 1] };
             for &i in candidates {
                 let m = &self.migrations[i];
                 if prefix.is_empty() || prefix == m.connection {
                     found.push((i, None));
-                } else if let Some(schema) = prefix.strip_suffix(&format!("_{}", m.connection)) {
-                    if m.schema.as_deref() == Some(schema) {
-                        found.push((i, Some(schema.to_string())));
-                    }
+                } else if let Some(schema) = prefix.strip_suffix(&format!("_{}", m.connection))
+                    && m.schema.as_deref() == Some(schema)
+                {
+                    found.push((i, Some(schema.to_string())));
                 }
             }
             if !found.is_empty() {
@@ -287,9 +289,10 @@ fn scan_sfm(root: &Path, groups: &mut BTreeMap<(String, String, String, String),
         c.error(root, 1, "sfm directory does not exist (set BFM_SFM_PATH or --sfm)");
         return;
     }
-    let walker = walkdir::WalkDir::new(root).sort_by_file_name().into_iter().filter_entry(|e| {
-        e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.')
-    });
+    let walker = walkdir::WalkDir::new(root)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
     for entry in walker {
         let entry = match entry {
             Ok(e) => e,
@@ -306,7 +309,8 @@ fn scan_sfm(root: &Path, groups: &mut BTreeMap<(String, String, String, String),
         if !is_candidate_file(&file) {
             continue;
         }
-        let rel: Vec<String> = path.strip_prefix(root).unwrap_or(path).components().map(|x| x.as_os_str().to_string_lossy().to_string()).collect();
+        let rel: Vec<String> =
+            path.strip_prefix(root).unwrap_or(path).components().map(|x| x.as_os_str().to_string_lossy().to_string()).collect();
         if rel.len() != 3 {
             if file.ends_with(".go") {
                 continue;
@@ -331,11 +335,11 @@ fn scan_sfm(root: &Path, groups: &mut BTreeMap<(String, String, String, String),
             }
             continue;
         };
-        if let Some(ext) = ext {
-            if ext != kind.script_extension() {
-                c.error(path, 1, format!("{kind} scripts end in .{}, not .{ext}", kind.script_extension()));
-                continue;
-            }
+        if let Some(ext) = ext
+            && ext != kind.script_extension()
+        {
+            c.error(path, 1, format!("{kind} scripts end in .{}, not .{ext}", kind.script_extension()));
+            continue;
         }
         let key = (backend_dir.clone(), connection.clone(), version.as_str().to_string(), name.clone());
         let g = groups.entry(key).or_insert_with(|| Group {
@@ -451,7 +455,10 @@ fn check_script(path: &Path, text: &str, kind: BackendKind, transactional: bool,
                 Ok(Err(e)) => c.error(path, 1, format!("invalid etcd script: {e}")),
                 Err(e) => c.error(path, e.line, e.message),
             }
-            Some(Checksum::of_json(text).unwrap_or_else(|_| Checksum::of_statements(&[text.split_whitespace().collect::<Vec<_>>().join(" ")])))
+            Some(
+                Checksum::of_json(text)
+                    .unwrap_or_else(|_| Checksum::of_statements(&[text.split_whitespace().collect::<Vec<_>>().join(" ")])),
+            )
         }
     };
     (c.diagnostics[before..].iter().all(|d| d.severity == Severity::Warning)).then_some(checksum).flatten()
@@ -615,7 +622,11 @@ mod tests {
         let r = d.path();
         write(r, "postgresql/core/20250101000000_bootstrap.up.sql", "-- bfm-tags: env=prod\nCREATE TABLE t (id int);");
         write(r, "postgresql/core/20250101000000_bootstrap.down.sql", "DROP TABLE t;");
-        write(r, "postgresql/core/20250101000000_bootstrap.go", "m := &migrations.MigrationScript{Schema: \"core\", Tags: []string{\"team=db\"}}");
+        write(
+            r,
+            "postgresql/core/20250101000000_bootstrap.go",
+            "m := &migrations.MigrationScript{Schema: \"core\", Tags: []string{\"team=db\"}}",
+        );
         write(r, "postgresql/organization/20250102000000_tenant.up.sql", "-- bfm-depends-on: bootstrap\nCREATE TABLE x (id int);");
         write(r, "etcd/metadata/20250103000000_seed.up.json", r#"[{"key": "a", "value": "b"}]"#);
         write(r, "README.md", "ignored");
@@ -688,7 +699,11 @@ mod tests {
         write(d.path(), "010_more.up.sql", "CREATE TABLE b (id int);");
         write(d.path(), "002_two.up.sql", "CREATE TABLE c (id int);");
         let opts = LoadOptions {
-            golang_migrate: vec![GolangMigrateSource { path: d.path().to_path_buf(), connection: "app".into(), backend: BackendKind::Postgresql }],
+            golang_migrate: vec![GolangMigrateSource {
+                path: d.path().to_path_buf(),
+                connection: "app".into(),
+                backend: BackendKind::Postgresql,
+            }],
             ..Default::default()
         };
         let (cat, diags) = load(&opts);

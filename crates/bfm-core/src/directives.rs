@@ -108,7 +108,9 @@ fn parse_dependency(value: &str) -> Result<Dependency, String> {
             "connection" => dep.connection = Some(v),
             "schema" => dep.schema = Some(v),
             "target" => dep.target = v,
-            "type" | "target-type" => dep.target_type = TargetType::parse(&v).ok_or_else(|| format!("type must be name or version, not `{v}`"))?,
+            "type" | "target-type" => {
+                dep.target_type = TargetType::parse(&v).ok_or_else(|| format!("type must be name or version, not `{v}`"))?
+            }
             "requires-table" => dep.requires_table = Some(v),
             "requires-schema" => dep.requires_schema = Some(v),
             other => return Err(format!("unknown dependency field `{other}`")),

@@ -75,12 +75,13 @@ pub fn parse(text: &str) -> Result<Vec<EtcdOp>, EtcdScriptError> {
         Err(e) => {
             // BfM's fallback: a single `key=value` line.
             let t = text.trim();
-            if !t.starts_with('[') && !t.starts_with('{') {
-                if let Some((k, v)) = t.split_once('=') {
-                    let key = k.trim().to_string();
-                    check_key(&key).map_err(|message| EtcdScriptError { index: None, message })?;
-                    return Ok(vec![EtcdOp::Put { key, value: v.trim().to_string(), if_absent: false, if_value: None }]);
-                }
+            if !t.starts_with('[')
+                && !t.starts_with('{')
+                && let Some((k, v)) = t.split_once('=')
+            {
+                let key = k.trim().to_string();
+                check_key(&key).map_err(|message| EtcdScriptError { index: None, message })?;
+                return Ok(vec![EtcdOp::Put { key, value: v.trim().to_string(), if_absent: false, if_value: None }]);
             }
             return Err(EtcdScriptError { index: None, message: format!("invalid JSON: {e}") });
         }
@@ -108,20 +109,26 @@ pub fn parse(text: &str) -> Result<Vec<EtcdOp>, EtcdScriptError> {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
             Some(Value::Object(o)) => Some(Value::Object(o).to_string()),
-            Some(other) => return Err(fail(format!("`if_value` must be a string or an object, not {other}"))),
+            Some(other) => {
+                return Err(fail(format!("`if_value` must be a string or an object, not {other}")));
+            }
         };
         let op = match operation.as_str() {
             "put" => {
                 let value = match obj.remove("value") {
                     Some(Value::String(s)) => s,
                     Some(Value::Object(o)) => Value::Object(o).to_string(),
-                    Some(other) => return Err(fail(format!("`value` must be a string or an object, not {other}"))),
+                    Some(other) => {
+                        return Err(fail(format!("`value` must be a string or an object, not {other}")));
+                    }
                     None => return Err(fail("`value` is required for put".into())),
                 };
                 let if_absent = match obj.remove("if_absent") {
                     None => false,
                     Some(Value::Bool(b)) => b,
-                    Some(other) => return Err(fail(format!("`if_absent` must be true or false, not {other}"))),
+                    Some(other) => {
+                        return Err(fail(format!("`if_absent` must be true or false, not {other}")));
+                    }
                 };
                 if if_absent && if_value.is_some() {
                     return Err(fail("`if_absent` and `if_value` exclude each other".into()));
@@ -135,7 +142,9 @@ pub fn parse(text: &str) -> Result<Vec<EtcdOp>, EtcdScriptError> {
                 }
                 EtcdOp::DeletePrefix { key }
             }
-            other => return Err(fail(format!("unsupported operation `{other}` (put, delete, delete_prefix)"))),
+            other => {
+                return Err(fail(format!("unsupported operation `{other}` (put, delete, delete_prefix)")));
+            }
         };
         if let Some(field) = obj.keys().next() {
             return Err(fail(format!("unknown field `{field}`")));

@@ -115,7 +115,8 @@ fn tokenize(src: &str) -> Result<Vec<Token>, GoError> {
                         None | Some('\n') => return err(start_line, "unterminated string"),
                         Some(ch) if *ch == quote => break,
                         Some('\\') => {
-                            let (decoded, used) = unescape(&chars[i + 1..]).ok_or(GoError { line, message: "invalid escape in string".into() })?;
+                            let (decoded, used) =
+                                unescape(&chars[i + 1..]).ok_or(GoError { line, message: "invalid escape in string".into() })?;
                             s.push_str(&decoded);
                             i += 1 + used;
                             continue;
@@ -337,7 +338,8 @@ impl Parser {
             }
             dep.target_type = match target_type.as_deref().map(str::trim) {
                 None | Some("") => TargetType::Name,
-                Some(t) => TargetType::parse(t).ok_or(GoError { line, message: format!("TargetType must be \"name\" or \"version\", not {t:?}") })?,
+                Some(t) => TargetType::parse(t)
+                    .ok_or(GoError { line, message: format!("TargetType must be \"name\" or \"version\", not {t:?}") })?,
             };
             if dep.target.trim().is_empty() {
                 return err(line, "a structured dependency needs a Target");

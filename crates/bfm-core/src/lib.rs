@@ -16,11 +16,11 @@ pub mod template;
 pub use backend::BackendKind;
 pub use catalog::{Catalog, Diagnostic, GolangMigrateSource, LoadOptions, Lookup, Severity};
 pub use deps::{Dependency, TargetType};
-pub use migration::{Checksum, Migration, Script, SourceKind, Version, CHECKSUM_ALGORITHM};
+pub use migration::{CHECKSUM_ALGORITHM, Checksum, Migration, Script, SourceKind, Version};
 pub use plan::{
-    Direction, MissingSchema, Plan, PlanError, PlanRequest, Reason, Selector, SkipReason, Skipped, StateEntry, StateSnapshot,
-    Status, Step,
+    Direction, MissingSchema, Plan, PlanError, PlanRequest, Reason, Selector, SkipReason, Skipped, StateEntry, StateSnapshot, Status, Step,
 };
+pub use tags::TagFilter;
 
 /// Validate a schema (or tenant) name given in a request against the default rule
 /// `^[A-Za-z_][A-Za-z0-9_]{0,62}$`.

@@ -20,11 +20,11 @@
 //! depends on (unless `cascade`, which undoes the dependents first), and orders dependents
 //! before their dependencies, highest version first.
 
+use crate::backend::BackendKind;
 use crate::catalog::Catalog;
 use crate::deps::{Dependency, Graph};
 use crate::migration::{Checksum, Migration};
 use crate::tags::TagFilter;
-use crate::backend::BackendKind;
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -237,9 +237,13 @@ pub enum SkipReason {
     /// Marked running (by another process, or interrupted).
     Running,
     /// Its connection has an applied migration whose script changed.
-    Modified { migrations: Vec<String> },
+    Modified {
+        migrations: Vec<String>,
+    },
     /// A step it depends on cannot run.
-    Blocked { by: String },
+    Blocked {
+        by: String,
+    },
 }
 
 impl fmt::Display for SkipReason {
@@ -290,13 +294,35 @@ impl Skipped {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PlanError {
-    MissingDependency { migration: String, dependency: String },
-    Cycle { path: Vec<String> },
-    NeedsSchema { migration: String },
-    Modified { connection: String, migrations: Vec<String> },
-    NoDownScript { migration: String },
-    HasDependents { migration: String, schema: String, dependents: Vec<String> },
-    UnknownMigration { id: String },
+    MissingDependency {
+        migration: String,
+        dependency: String,
+    },
+    Cycle {
+        path: Vec<String>,
+    },
+    NeedsSchema {
+        migration: String,
+    },
+    Modified {
+        connection: String,
+        migrations: Vec<String>,
+    },
+    NoDownScript {
+        migration: String,
+    },
+    HasDependents {
+        migration: String,
+        schema: String,
+        dependents: Vec<String>,
+    },
+    UnknownMigration {
+        id: String,
+    },
+    /// A step failed earlier and may have left partial changes; its chain waits for `retry`.
+    NeedsRetry {
+        migration: String,
+    },
 }
 
 impl fmt::Display for PlanError {
@@ -315,12 +341,22 @@ impl fmt::Display for PlanError {
                 "connection {connection} is blocked: applied migration(s) changed on disk since they ran: {}; review, then run `bfm migrate accept-checksum <id>` or pass --allow-modified",
                 migrations.join(", ")
             ),
-            PlanError::NoDownScript { migration } => write!(f, "migration {migration} has no down script"),
+            PlanError::NoDownScript { migration } => {
+                write!(f, "migration {migration} has no down script")
+            }
             PlanError::HasDependents { migration, schema, dependents } => {
                 let at = if schema.is_empty() { String::new() } else { format!(" in schema {schema}") };
-                write!(f, "cannot roll back {migration}{at}: applied migration(s) depend on it: {} (roll them back first, or cascade)", dependents.join(", "))
+                write!(
+                    f,
+                    "cannot roll back {migration}{at}: applied migration(s) depend on it: {} (roll them back first, or cascade)",
+                    dependents.join(", ")
+                )
             }
             PlanError::UnknownMigration { id } => write!(f, "migration not found: {id}"),
+            PlanError::NeedsRetry { migration } => write!(
+                f,
+                "{migration} failed earlier and may have left partial changes; later migrations of its schema wait: check it, then run `bfm migrate retry {migration}`"
+            ),
         }
     }
 }
@@ -436,7 +472,9 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
             }
             Err(()) => match request.missing_schema {
                 MissingSchema::Error => out.errors.push(PlanError::NeedsSchema { migration: m.id.clone() }),
-                MissingSchema::Skip => out.skipped.push(Skipped { migration: m.clone(), schema: String::new(), reason: SkipReason::NeedsSchema }),
+                MissingSchema::Skip => {
+                    out.skipped.push(Skipped { migration: m.clone(), schema: String::new(), reason: SkipReason::NeedsSchema })
+                }
             },
         }
     }
@@ -472,6 +510,10 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
         }
     }
 
+    // A missing dependency stops the whole plan before anything runs.
+    if out.errors.iter().any(|e| matches!(e, PlanError::MissingDependency { .. })) {
+        return out;
+    }
     let mut graph = Graph::new(nodes.keys.len());
     for &(a, b) in &nodes.edges {
         graph.add_edge(a, b);
@@ -498,10 +540,11 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
             if entry.status != Status::Applied || !involved.contains(m.connection.as_str()) {
                 continue;
             }
-            if let Some(c) = &entry.checksum {
-                if c.algorithm == m.checksum.algorithm && c.value != m.checksum.value {
-                    modified.entry(m.connection.clone()).or_default().push(m.display_id(schema));
-                }
+            if let Some(c) = &entry.checksum
+                && c.algorithm == m.checksum.algorithm
+                && c.value != m.checksum.value
+            {
+                modified.entry(m.connection.clone()).or_default().push(m.display_id(schema));
             }
         }
         for (connection, list) in modified.iter_mut() {
@@ -519,18 +562,23 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
             preds[b].push(a);
         }
     }
+    // A step that cannot run blocks the rest of its (connection, schema) chain: later versions
+    // assume earlier ones ran.
+    let mut chain_blocked: HashMap<(String, String), String> = HashMap::new();
     for n in order {
         let (mi, schema) = &nodes.keys[n];
         let m = catalog.at(*mi);
         let did = m.display_id(schema);
         let is_selected = n < selected_count;
+        let chain = (m.connection.clone(), schema.clone());
         let skip = |out: &mut Plan, reason: SkipReason| {
             if is_selected {
                 out.skipped.push(Skipped { migration: m.clone(), schema: schema.clone(), reason });
             }
         };
-        if let Some(by) = preds[n].iter().find_map(|&p| blocked_by[p].clone()) {
+        if let Some(by) = preds[n].iter().find_map(|&p| blocked_by[p].clone()).or_else(|| chain_blocked.get(&chain).cloned()) {
             blocked_by[n] = Some(by.clone());
+            chain_blocked.entry(chain).or_insert_with(|| by.clone());
             skip(&mut out, SkipReason::Blocked { by });
             continue;
         }
@@ -543,11 +591,14 @@ fn plan_up(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) -> P
             }
             Some((Status::Running, _)) => {
                 blocked_by[n] = Some(did.clone());
+                chain_blocked.insert(chain, did.clone());
                 skip(&mut out, SkipReason::Running);
                 continue;
             }
             Some((Status::Failed, true)) => {
                 blocked_by[n] = Some(did.clone());
+                chain_blocked.insert(chain, did.clone());
+                out.errors.push(PlanError::NeedsRetry { migration: did.clone() });
                 skip(&mut out, SkipReason::NeedsRetry);
                 continue;
             }
@@ -635,7 +686,11 @@ fn plan_down(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) ->
             blocking.sort();
             blocking.dedup();
             refused.insert(n);
-            out.errors.push(PlanError::HasDependents { migration: catalog.at(ti).display_id(&schema), schema: schema.clone(), dependents: blocking });
+            out.errors.push(PlanError::HasDependents {
+                migration: catalog.at(ti).display_id(&schema),
+                schema: schema.clone(),
+                dependents: blocking,
+            });
         }
     }
 
@@ -647,7 +702,8 @@ fn plan_down(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) ->
         let (v, id, s) = sort_key(catalog, &nodes.keys[n]);
         (Reverse(v), Reverse(id), s)
     }) else {
-        let path = graph.find_cycle().unwrap_or_default().iter().map(|&n| catalog.at(nodes.keys[n].0).display_id(&nodes.keys[n].1)).collect();
+        let path =
+            graph.find_cycle().unwrap_or_default().iter().map(|&n| catalog.at(nodes.keys[n].0).display_id(&nodes.keys[n].1)).collect();
         out.errors.push(PlanError::Cycle { path });
         return out;
     };
@@ -676,7 +732,13 @@ fn plan_down(request: &PlanRequest, catalog: &Catalog, state: &StateSnapshot) ->
         }
         let after = preds[n].iter().filter_map(|&p| step_of[p]).collect();
         step_of[n] = Some(out.steps.len());
-        out.steps.push(Step { migration: m.clone(), schema: schema.clone(), direction: Direction::Down, reason: nodes.reason[n].clone(), after });
+        out.steps.push(Step {
+            migration: m.clone(),
+            schema: schema.clone(),
+            direction: Direction::Down,
+            reason: nodes.reason[n].clone(),
+            after,
+        });
     }
     out
 }

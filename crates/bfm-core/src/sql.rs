@@ -103,11 +103,7 @@ pub struct Statement {
 }
 
 fn line_of(src: &str, offset: usize) -> usize {
-    src.as_bytes()[..offset.min(src.len())]
-        .iter()
-        .filter(|b| **b == b'\n')
-        .count()
-        + 1
+    src.as_bytes()[..offset.min(src.len())].iter().filter(|b| **b == b'\n').count() + 1
 }
 
 fn is_word_byte(b: u8) -> bool {
@@ -169,8 +165,8 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
             }
             b'/' if bytes.get(i + 1) == Some(&b'*') => {
                 // MySQL executable comments and optimizer hints are code, not comments.
-                let executable = matches!(dialect, Dialect::MySql | Dialect::Greptime)
-                    && matches!(bytes.get(i + 2), Some(b'!') | Some(b'+'));
+                let executable =
+                    matches!(dialect, Dialect::MySql | Dialect::Greptime) && matches!(bytes.get(i + 2), Some(b'!') | Some(b'+'));
                 let nests = dialect == Dialect::Postgres;
                 let mut depth = 0usize;
                 loop {
@@ -352,12 +348,8 @@ pub fn split(src: &str, dialect: Dialect) -> Result<Vec<Statement>, LexError> {
 /// line endings as `\n` and trailing blanks removed inside literals. Two scripts with the same
 /// normal form run the same SQL.
 pub fn normalise(src: &str, dialect: Dialect) -> Result<Vec<String>, LexError> {
-    let cleaned: String = src
-        .replace("\r\n", "\n")
-        .split('\n')
-        .map(|l| l.trim_end_matches([' ', '\t', '\r']))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let cleaned: String =
+        src.replace("\r\n", "\n").split('\n').map(|l| l.trim_end_matches([' ', '\t', '\r'])).collect::<Vec<_>>().join("\n");
     let tokens = tokenize(&cleaned, dialect)?;
     let mut statements = Vec::new();
     let mut current = String::new();
@@ -438,7 +430,10 @@ mod tests {
 
     #[test]
     fn postgres_escape_strings_and_nested_comments() {
-        assert_eq!(texts(r"SELECT E'it\'s;'; SELECT 'a\'; SELECT 2", Dialect::Postgres), vec![r"SELECT E'it\'s;'", r"SELECT 'a\'", "SELECT 2"]);
+        assert_eq!(
+            texts(r"SELECT E'it\'s;'; SELECT 'a\'; SELECT 2", Dialect::Postgres),
+            vec![r"SELECT E'it\'s;'", r"SELECT 'a\'", "SELECT 2"]
+        );
         assert_eq!(texts("/* a /* b; */ c; */ SELECT 1; SELECT 2", Dialect::Postgres), vec!["SELECT 1", "SELECT 2"]);
     }
 
@@ -479,10 +474,7 @@ mod tests {
         let c = "CREATE TABLE t (id bigint);\nINSERT INTO t VALUES (1)";
         assert_ne!(normalise(b, Dialect::Postgres).unwrap(), normalise(c, Dialect::Postgres).unwrap());
         // Inside literals, blanks count.
-        assert_ne!(
-            normalise("SELECT 'a  b'", Dialect::Postgres).unwrap(),
-            normalise("SELECT 'a b'", Dialect::Postgres).unwrap()
-        );
+        assert_ne!(normalise("SELECT 'a  b'", Dialect::Postgres).unwrap(), normalise("SELECT 'a b'", Dialect::Postgres).unwrap());
         // A comment between two words still separates them.
         assert_eq!(normalise("SELECT a/*x*/b", Dialect::Postgres).unwrap(), vec!["SELECT a b"]);
     }

@@ -216,7 +216,12 @@ mod tests {
 
     #[test]
     fn mysql_quoting() {
-        let out = render_sql("CREATE DATABASE {{.Schema}}; SELECT '{{.Environment}}'", Dialect::MySql, &Vars { schema: "a`b", environment: "x\\'", ..vars() }).unwrap();
+        let out = render_sql(
+            "CREATE DATABASE {{.Schema}}; SELECT '{{.Environment}}'",
+            Dialect::MySql,
+            &Vars { schema: "a`b", environment: "x\\'", ..vars() },
+        )
+        .unwrap();
         assert_eq!(out, "CREATE DATABASE `a``b`; SELECT 'x\\\\'''");
     }
 

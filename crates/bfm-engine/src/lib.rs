@@ -1,1 +1,19 @@
+//! The engine: configuration, the executor, reconciliation, and the service API that every
+//! surface (CLI, HTTP, gRPC, auto-migrate) calls. Surfaces translate requests into these calls
+//! and results into their wire format; they hold no business logic.
 
+pub mod config;
+mod context;
+mod engine;
+mod execute;
+mod reconcile;
+mod status;
+
+pub use config::{Config, ConfigError, Overrides};
+pub use context::{executing_user, host_name};
+pub use engine::{Engine, EngineError, Prepared, ReloadReport};
+pub use execute::{ProgressEvent, ProgressSink, RunOptions, RunReport, StepOutcomeKind, StepResult, render_step};
+pub use reconcile::ReconcileReport;
+pub use status::{StatusFilter, StatusRow};
+
+pub use bfm_state::{ExecutionContext, Operation};

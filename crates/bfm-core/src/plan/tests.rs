@@ -127,6 +127,20 @@ fn a_failed_partial_step_blocks_its_chain_and_a_clean_failure_retries() {
     let reasons: Vec<_> = p.skipped.iter().map(|s| (s.display_id(), s.reason.clone())).collect();
     assert!(reasons.contains(&(format!("t1_{}", a.id), SkipReason::NeedsRetry)));
     assert!(reasons.contains(&(format!("t1_{}", b.id), SkipReason::Blocked { by: format!("t1_{}", a.id) })));
+    assert_eq!(p.errors, vec![PlanError::NeedsRetry { migration: format!("t1_{}", a.id) }]);
+}
+
+#[test]
+fn a_blocked_step_blocks_later_versions_of_its_schema_even_without_dependencies() {
+    let a = migration("20250101000000", "a", "core", Some("core"), &[]);
+    let b = migration("20250102000000", "b", "core", Some("core"), &[]);
+    let other = migration("20250103000000", "c", "core", Some("other"), &[]);
+    let cat = Catalog::new(vec![a.clone(), b.clone(), other.clone()]);
+    let mut st = StateSnapshot::default();
+    st.insert(&a.id, "core", StateEntry { status: Status::Failed, checksum: None, partial: true });
+    let p = plan(&PlanRequest::up(conn("core")), &cat, &st);
+    assert_eq!(ids(&p), vec![other.id.clone()]);
+    assert!(p.skipped.iter().any(|s| s.migration.id == b.id && s.reason == SkipReason::Blocked { by: a.id.clone() }));
 }
 
 #[test]
@@ -155,8 +169,10 @@ fn cycles_and_missing_dependencies_are_errors() {
     assert!(p.steps.is_empty());
     assert!(matches!(&p.errors[0], PlanError::Cycle { path } if path.len() == 3));
     let c = migration("20250101000000", "c", "core", Some("core"), &["nothing"]);
-    let p = plan(&PlanRequest::up(conn("core")), &Catalog::new(vec![c]), &StateSnapshot::default());
+    let d = migration("20250101000001", "d", "core", Some("core"), &[]);
+    let p = plan(&PlanRequest::up(conn("core")), &Catalog::new(vec![c, d]), &StateSnapshot::default());
     assert!(matches!(&p.errors[0], PlanError::MissingDependency { .. }));
+    assert!(p.steps.is_empty(), "nothing runs when a dependency is missing");
 }
 
 #[test]
@@ -232,7 +248,8 @@ fn arb_case() -> impl Strategy<Value = (Vec<Migration>, Vec<bool>, Vec<String>, 
                         migration(&v, &format!("m{i}"), conn, if dynamic[i] { None } else { Some("fixed") }, &names)
                     })
                     .collect();
-                let schemas: Vec<String> = schemas_pick.iter().enumerate().filter(|(_, b)| **b).map(|(i, _)| format!("t_{}", i % 3)).collect();
+                let schemas: Vec<String> =
+                    schemas_pick.iter().enumerate().filter(|(_, b)| **b).map(|(i, _)| format!("t_{}", i % 3)).collect();
                 (ms, applied, schemas, sel)
             })
     })

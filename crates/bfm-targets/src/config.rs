@@ -1,0 +1,122 @@
+use bfm_core::BackendKind;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+/// Pool settings (BfM's `BFM_DB_*` variables).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub min_connections: u32,
+    pub max_lifetime: Option<Duration>,
+    pub idle_timeout: Option<Duration>,
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_connections: 8,
+            min_connections: 0,
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+            idle_timeout: Some(Duration::from_secs(60)),
+            acquire_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// One target connection as configured (`{CONN}_BACKEND`, `{CONN}_DB_*`, `{CONN}_SCHEMA`,
+/// extras, or a `[connections.<name>]` table of `bfm.toml`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ConnectionConfig {
+    pub name: String,
+    pub kind: BackendKind,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub database: Option<String>,
+    /// A full URL/DSN; explicit fields above override its parts.
+    pub url: Option<String>,
+    /// Default fixed schema of this connection's migrations.
+    pub schema: Option<String>,
+    /// Every other setting, keys lower-cased (`endpoints`, `prefix`, `sslmode`, …).
+    pub extras: BTreeMap<String, String>,
+    pub pool: PoolSettings,
+}
+
+impl ConnectionConfig {
+    pub fn new(name: &str, kind: BackendKind) -> ConnectionConfig {
+        ConnectionConfig {
+            name: name.to_string(),
+            kind,
+            host: None,
+            port: None,
+            username: None,
+            password: None,
+            database: None,
+            url: None,
+            schema: None,
+            extras: BTreeMap::new(),
+            pool: PoolSettings::default(),
+        }
+    }
+
+    pub fn extra(&self, key: &str) -> Option<&str> {
+        self.extras.get(&key.to_ascii_lowercase()).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// Whether enough is configured to try connecting (BfM's auto-migrate readiness rule).
+    pub fn is_ready(&self) -> bool {
+        match self.kind {
+            BackendKind::Sqlite => self.url.is_some() || self.database.is_some() || self.extra("path").is_some(),
+            BackendKind::Etcd => self.extra("endpoints").is_some() || (self.host.is_some() && self.port.is_some()),
+            _ => self.url.is_some() || self.host.is_some(),
+        }
+    }
+}
+
+// Passwords never reach logs.
+impl fmt::Debug for ConnectionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let redact_url = self.url.as_ref().map(|u| redact_url(u));
+        f.debug_struct("ConnectionConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("database", &self.database)
+            .field("url", &redact_url)
+            .field("schema", &self.schema)
+            .field("extras", &self.extras.keys().collect::<Vec<_>>())
+            .field("pool", &self.pool)
+            .finish()
+    }
+}
+
+/// `scheme://user:secret@host/db` → `scheme://user:<redacted>@host/db`.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((creds, host)) = rest.split_once('@')
+        && let Some((user, _)) = creds.split_once(':')
+    {
+        return format!("{scheme}://{user}:<redacted>@{host}");
+    }
+    url.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_passwords() {
+        let mut c = ConnectionConfig::new("core", BackendKind::Postgresql);
+        c.password = Some("s3cret".into());
+        c.url = Some("postgres://u:hunter2@h/db".into());
+        let s = format!("{c:?}");
+        assert!(!s.contains("s3cret") && !s.contains("hunter2"), "{s}");
+    }
+}

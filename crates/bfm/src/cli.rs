@@ -1,0 +1,198 @@
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// bfm — a migration control plane for PostgreSQL, MySQL/MariaDB, SQLite, GreptimeDB and etcd.
+///
+/// Configuration comes from flags, then BfM's environment variables ({CONN}_BACKEND,
+/// {CONN}_DB_HOST, …, BFM_STATE_*, BFM_SFM_PATH), then bfm.toml, then defaults: with nothing
+/// configured, state is kept in ./.bfm/state.db (SQLite).
+#[derive(Debug, Parser)]
+#[command(name = "bfm", version, max_term_width = 110)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Configuration file (default: ./bfm.toml if present; env BFM_CONFIG).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Root of the sfm migration tree (env BFM_SFM_PATH).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub sfm: Option<PathBuf>,
+    /// State store URL: sqlite://path, postgres://…, mysql://… (env BFM_STATE_DB_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    pub state: Option<String>,
+    /// Value of {{.Environment}} in scripts (env BFM_ENVIRONMENT).
+    #[arg(long, global = true, value_name = "NAME")]
+    pub environment: Option<String>,
+    /// Log level: error, warn, info, debug (env BFM_LOG_LEVEL).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run, plan and inspect versioned migrations.
+    #[command(subcommand)]
+    Migrate(Migrate),
+    /// Create a new timestamped migration (up and down files).
+    New(NewArgs),
+    /// Validate a migration tree; exits non-zero with `file:line: message` for every problem.
+    Check(CheckArgs),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Migrate {
+    /// Apply pending migrations (dependencies first).
+    Up(UpArgs),
+    /// Show what `up` would do, with the SQL (same as `up --dry-run --sql`).
+    Plan(UpArgs),
+    /// Roll back migrations (run their down scripts).
+    Down(DownArgs),
+    /// Show what is applied where.
+    Status(StatusArgs),
+    /// Mark a failed migration pending again so that the next `up` runs it.
+    Retry(IdArgs),
+    /// Accept the current script of an applied migration whose checksum changed.
+    AcceptChecksum(IdArgs),
+    /// Bring the state store in line with the targets' ledgers.
+    Reconcile(ReconcileArgs),
+}
+
+#[derive(Debug, Args, Clone, Default)]
+pub struct Filters {
+    /// Only this connection.
+    #[arg(long, short = 'c')]
+    pub connection: Option<String>,
+    /// Only this backend (postgresql ≡ postgres).
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Only migrations whose declared schema is this one.
+    #[arg(long)]
+    pub declared_schema: Option<String>,
+    /// Only this version.
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Only migrations with this tag (key=value; repeat for AND).
+    #[arg(long = "tag", short = 't', value_name = "KEY=VALUE")]
+    pub tags: Vec<String>,
+    /// Only these migrations (base id or {schema}_{id}; repeatable).
+    #[arg(long = "id", value_name = "ID")]
+    pub ids: Vec<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub filters: Filters,
+    /// Schema (tenant) for per-tenant migrations; repeatable.
+    #[arg(long = "schema", short = 's', value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Print the plan without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// With --dry-run: also print the SQL of every step.
+    #[arg(long)]
+    pub sql: bool,
+    /// Do not expand or order by dependencies (version order only).
+    #[arg(long)]
+    pub ignore_dependencies: bool,
+    /// Run even if applied migrations of the connection were modified on disk.
+    #[arg(long)]
+    pub allow_modified: bool,
+    /// Schemas migrated at once per connection.
+    #[arg(long)]
+    pub concurrency: Option<usize>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct DownArgs {
+    /// Migrations to roll back (base id or {schema}_{id}).
+    #[arg(value_name = "ID")]
+    pub migrations: Vec<String>,
+    #[command(flatten)]
+    pub filters: Filters,
+    /// Schema (tenant) for per-tenant migrations; repeatable.
+    #[arg(long = "schema", short = 's', value_name = "SCHEMA")]
+    pub schemas: Vec<String>,
+    /// Also roll back applied migrations that depend on these (dependents first).
+    #[arg(long)]
+    pub cascade: bool,
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub sql: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct StatusArgs {
+    #[arg(long, short = 'c')]
+    pub connection: Option<String>,
+    #[arg(long, short = 's')]
+    pub schema: Option<String>,
+    /// Only rows with this status (pending, applied, failed, rolled_back, modified, missing, running).
+    #[arg(long)]
+    pub status: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct IdArgs {
+    /// Migration id (base id or {schema}_{id}).
+    pub id: String,
+    /// Only this schema.
+    #[arg(long, short = 's')]
+    pub schema: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ReconcileArgs {
+    #[arg(long, short = 'c')]
+    pub connection: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct NewArgs {
+    /// Connection (directory under <sfm>/<backend>/).
+    pub connection: String,
+    /// Migration name (letters, digits, `_`).
+    pub name: String,
+    /// Backend directory, if the connection is not configured and has no directory yet.
+    #[arg(long)]
+    pub backend: Option<String>,
+    /// Fixed schema to declare in the header.
+    #[arg(long)]
+    pub schema: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CheckArgs {
+    /// sfm root to check (default: the configured one).
+    pub path: Option<PathBuf>,
+    /// Print diagnostics as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
+}

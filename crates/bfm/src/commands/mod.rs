@@ -1,0 +1,81 @@
+mod check;
+mod migrate;
+mod new;
+
+use crate::cli::{Cli, Command, Global, Migrate};
+use anyhow::Context;
+use bfm_engine::{Config, Engine, ExecutionContext, Overrides};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Version => {
+            println!("bfm {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(args) => check::run(&cli.global, args),
+        Command::New(args) => new::run(&cli.global, args),
+        Command::Migrate(m) => {
+            let command = match &m {
+                Migrate::Up(_) => "migrate up",
+                Migrate::Plan(_) => "migrate plan",
+                Migrate::Down(_) => "migrate down",
+                Migrate::Status(_) => "migrate status",
+                Migrate::Retry(_) => "migrate retry",
+                Migrate::AcceptChecksum(_) => "migrate accept-checksum",
+                Migrate::Reconcile(_) => "migrate reconcile",
+            };
+            let engine = open_engine(&cli.global).await?;
+            let ctx = cli_context(command, &engine);
+            let result = match m {
+                Migrate::Up(a) => migrate::up(&engine, a, ctx, false).await,
+                Migrate::Plan(mut a) => {
+                    a.dry_run = true;
+                    a.sql = true;
+                    migrate::up(&engine, a, ctx, true).await
+                }
+                Migrate::Down(a) => migrate::down(&engine, a, ctx).await,
+                Migrate::Status(a) => migrate::status(&engine, a).await,
+                Migrate::Retry(a) => migrate::retry(&engine, a, ctx).await,
+                Migrate::AcceptChecksum(a) => migrate::accept_checksum(&engine, a, ctx).await,
+                Migrate::Reconcile(a) => migrate::reconcile(&engine, a).await,
+            };
+            engine.close().await;
+            result
+        }
+    }
+}
+
+pub fn load_config(global: &Global) -> anyhow::Result<Config> {
+    let overrides = Overrides {
+        config_file: global.config.clone(),
+        sfm_path: global.sfm.clone(),
+        state_url: global.state.clone(),
+        environment: global.environment.clone(),
+    };
+    Config::load(&overrides).context("configuration")
+}
+
+async fn open_engine(global: &Global) -> anyhow::Result<Arc<Engine>> {
+    let config = load_config(global)?;
+    let state = config.state.backend;
+    Engine::open(config).await.with_context(|| format!("opening the {} state store", state.as_str()))
+}
+
+fn cli_context(command: &str, engine: &Engine) -> ExecutionContext {
+    // URLs may carry passwords: never store them.
+    let args: Vec<String> = std::env::args().skip(1).map(|a| bfm_targets::redact_url(&a)).collect();
+    ExecutionContext {
+        executed_by: bfm_engine::executing_user(),
+        execution_method: "cli".into(),
+        execution_context: serde_json::json!({
+            "command": command,
+            "args": args,
+            "host": bfm_engine::host_name(),
+            "environment": engine.config().environment,
+            "connection_type": "cli",
+        })
+        .to_string(),
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS organization_plans;
+DROP TABLE IF EXISTS plans;

@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS user_organizations;
+DROP TABLE IF EXISTS users;

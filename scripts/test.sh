@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or in CI: makes sure the services the tests talk to
+# are up (PostgreSQL and MariaDB on 127.0.0.1, etcd on a loopback port it starts itself), then
+# runs every test of the workspace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else "$@"; fi; }
+
+# --- PostgreSQL ---------------------------------------------------------------------------
+pg_ready() { pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null || psql -h 127.0.0.1 -U postgres -Atqc 'select 1' >/dev/null 2>&1; }
+if ! pg_ready; then
+  log "starting PostgreSQL"
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    as_root pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+  fi
+  for _ in $(seq 1 30); do pg_ready && break; sleep 1; done
+fi
+pg_ready || { echo "PostgreSQL is not reachable on 127.0.0.1:5432 (user postgres, trust)"; exit 1; }
+
+# --- MariaDB ------------------------------------------------------------------------------
+my_ready() { mysqladmin -h 127.0.0.1 -u root ping >/dev/null 2>&1 || mariadb -h 127.0.0.1 -u root -e 'select 1' >/dev/null 2>&1; }
+if ! my_ready; then
+  log "starting MariaDB"
+  if command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; then
+    as_root start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd || true
+  fi
+  for _ in $(seq 1 30); do my_ready && break; sleep 1; done
+fi
+my_ready || { echo "MariaDB is not reachable on 127.0.0.1:3306 (root, no password)"; exit 1; }
+
+# --- The tests ----------------------------------------------------------------------------
+export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
+if cargo nextest --version >/dev/null 2>&1; then
+  log "cargo nextest run --workspace"
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  log "cargo test --workspace"
+  cargo test --workspace --no-fail-fast "$@"
+fi
