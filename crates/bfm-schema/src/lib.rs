@@ -69,7 +69,81 @@ fn cache() -> &'static Mutex<DesiredCache> {
 }
 
 fn cache_get(key: &str) -> Option<Arc<CachedDesired>> {
-    cache().lock().ok().and_then(|c| c.0.get(key).cloned())
+    if let Some(hit) = cache().lock().ok().and_then(|c| c.0.get(key).cloned()) {
+        return Some(hit);
+    }
+    let hit = Arc::new(disk_cache_get(key)?);
+    if let Ok(mut c) = cache().lock() {
+        c.1.push(key.to_string());
+        c.0.insert(key.to_string(), hit.clone());
+    }
+    Some(hit)
+}
+
+fn disk_cache_dir() -> &'static Mutex<Option<PathBuf>> {
+    static DIR: OnceLock<Mutex<Option<PathBuf>>> = OnceLock::new();
+    DIR.get_or_init(|| Mutex::new(None))
+}
+
+/// Also keep desired models on disk, in `dir` (created when needed), so that a new process —
+/// a CLI invocation — plans against unchanged files without loading them again. `None` (the
+/// default) keeps the cache in memory only. Entries are named by the cache key (a hash of the
+/// files, the server version, the managed schemas and the model format) and are never stale;
+/// delete the directory to reclaim space.
+pub fn set_desired_cache_dir(dir: Option<PathBuf>) {
+    if let Ok(mut d) = disk_cache_dir().lock() {
+        *d = dir;
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct DiskEntry {
+    fingerprint: String,
+    warnings: Vec<String>,
+    #[serde(with = "hex_serde")]
+    model: Vec<u8>,
+}
+
+mod hex_serde {
+    use serde::{Deserialize, Deserializer, Serializer};
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(bytes))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        hex::decode(String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+fn disk_cache_path(key: &str) -> Option<PathBuf> {
+    let dir = disk_cache_dir().lock().ok()?.clone()?;
+    Some(dir.join(format!("desired-{key}.json")))
+}
+
+fn disk_cache_get(key: &str) -> Option<CachedDesired> {
+    let path = disk_cache_path(key)?;
+    let bytes = std::fs::read(&path).ok()?;
+    let entry: DiskEntry = serde_json::from_slice(&bytes).ok()?;
+    let model = Model::from_compressed(&entry.model).ok()?;
+    // A damaged or foreign file is ignored (and the model reloaded).
+    if model.fingerprint() != entry.fingerprint {
+        return None;
+    }
+    Some(CachedDesired { model: Arc::new(model), fingerprint: entry.fingerprint, warnings: entry.warnings })
+}
+
+fn disk_cache_put(key: &str, value: &CachedDesired) {
+    let Some(path) = disk_cache_path(key) else { return };
+    let Ok(model) = value.model.to_compressed() else { return };
+    let entry = DiskEntry { fingerprint: value.fingerprint.clone(), warnings: value.warnings.clone(), model };
+    let Ok(json) = serde_json::to_vec(&entry) else { return };
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    // Write then rename, so a reader never sees half a file.
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    if std::fs::write(&tmp, json).is_ok() && std::fs::rename(&tmp, &path).is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
 }
 
 fn cache_put(key: String, value: Arc<CachedDesired>) {
@@ -185,6 +259,7 @@ async fn plan_with_live(target: &SchemaTarget, desired: &DesiredSource) -> Resul
             timings.introspect_ms = live_ms.max(lt.introspect_ms);
             let fingerprint = loaded.model.fingerprint();
             let c = Arc::new(CachedDesired { model: Arc::new(loaded.model), fingerprint, warnings: loaded.unsupported });
+            disk_cache_put(&key, &c);
             cache_put(key, c.clone());
             (live, c)
         }
