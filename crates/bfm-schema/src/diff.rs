@@ -462,7 +462,18 @@ fn concurrently(def: &str) -> String {
 fn view_create_sql(v: &View, replace: bool) -> String {
     let opts = if v.options.is_empty() { String::new() } else { format!(" WITH ({})", v.options.join(", ")) };
     let def = v.definition.trim_end().trim_end_matches(';');
+    if v.materialized {
+        return format!("CREATE MATERIALIZED VIEW {}{} AS\n{}\nWITH DATA", qualified(&v.schema, &v.name), opts, def);
+    }
     format!("CREATE {}VIEW {}{} AS\n{}", if replace { "OR REPLACE " } else { "" }, qualified(&v.schema, &v.name), opts, def)
+}
+
+fn view_kind(v: &View) -> ObjectKind {
+    if v.materialized { ObjectKind::MaterializedView } else { ObjectKind::View }
+}
+
+fn view_word(v: &View) -> &'static str {
+    if v.materialized { "MATERIALIZED VIEW" } else { "VIEW" }
 }
 
 /// `CREATE OR REPLACE VIEW` may only append columns: the old ones must be a prefix with the
@@ -564,7 +575,11 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
     for (k, v) in &from.views {
         let Some(t) = to.views.get(k) else { continue };
         let changed = v.definition != t.definition || v.columns != t.columns || v.options != t.options;
+        // A materialized view is never replaced in place (a change of options is altered).
+        let content_changed = v.definition != t.definition || v.columns != t.columns;
         if (changed && !view_replace_compatible(v, t))
+            || v.materialized != t.materialized
+            || (v.materialized && content_changed)
             || v.depends_on_columns.iter().any(|c| touched_columns.contains(c))
             || v.depends_on.iter().any(|d| dropped_tables.contains(d) || dropped_views.contains(d))
             || recreated_fn_names.iter().any(|f| v.definition.contains(f.as_str()))
@@ -627,6 +642,16 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
             && (i.definition != n.definition || !i.valid)
         {
             recreated_indexes.insert(k.clone());
+        }
+    }
+    // Indexes of a materialized view that is dropped and created go with it and come back.
+    let fresh_relation =
+        |key: &str| -> bool { recreated_views.contains(key) || (to.views.contains_key(key) && !from.views.contains_key(key)) };
+    if !recreated_views.is_empty() {
+        for (k, i) in &from.indexes {
+            if to.indexes.contains_key(k) && recreated_views.contains(&i.table_key()) {
+                recreated_indexes.insert(k.clone());
+            }
         }
     }
 
@@ -719,7 +744,7 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
             };
             b.push(
                 R_DROP_VIEW,
-                S::new(ObjectKind::View, &k, StepOp::Drop, format!("DROP VIEW {}", qualified(&v.schema, &v.name)))
+                S::new(view_kind(v), &k, StepOp::Drop, format!("DROP {} {}", view_word(v), qualified(&v.schema, &v.name)))
                     .lock(LockLevel::AccessExclusive),
             );
         }
@@ -748,6 +773,10 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
         }
         if table_dropped(&i.schema, &i.table) {
             continue;
+        }
+        let rel = i.table_key();
+        if dropped_views.contains(&rel) || recreated_views.contains(&rel) {
+            continue; // dropped with its materialized view
         }
         if !to.indexes.contains_key(k) {
             b.push(
@@ -1099,7 +1128,7 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
             to.views.keys().filter(|k| !from.views.contains_key(*k) || recreated_views.contains(*k)).cloned().collect();
         for k in view_order(&to.views, &create_set) {
             if let Some(v) = to.views.get(&k) {
-                b.push(R_VIEW, S::new(ObjectKind::View, &k, StepOp::Create, view_create_sql(v, false)));
+                b.push(R_VIEW, S::new(view_kind(v), &k, StepOp::Create, view_create_sql(v, false)));
             }
         }
         let mut replaced: BTreeSet<String> = BTreeSet::new();
@@ -1122,18 +1151,19 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
                     .filter(|key| !v.options.iter().any(|n| n.split('=').next() == Some(*key)))
                     .map(str::to_string)
                     .collect();
+                let word = view_word(v);
                 if !removed.is_empty() {
-                    stmts.push(format!("ALTER VIEW {q} RESET ({})", removed.join(", ")));
+                    stmts.push(format!("ALTER {word} {q} RESET ({})", removed.join(", ")));
                 }
                 if !v.options.is_empty() {
-                    stmts.push(format!("ALTER VIEW {q} SET ({})", v.options.join(", ")));
+                    stmts.push(format!("ALTER {word} {q} SET ({})", v.options.join(", ")));
                 }
-                b.push(R_VIEW, S::new(ObjectKind::View, k, StepOp::Alter, stmts.join(";\n")).lock(LockLevel::AccessExclusive));
+                b.push(R_VIEW, S::new(view_kind(v), k, StepOp::Alter, stmts.join(";\n")).lock(LockLevel::AccessExclusive));
             }
         }
         for k in view_order(&to.views, &replaced) {
             if let Some(v) = to.views.get(&k) {
-                b.push(R_VIEW, S::new(ObjectKind::View, &k, StepOp::Replace, view_create_sql(v, true)).lock(LockLevel::AccessExclusive));
+                b.push(R_VIEW, S::new(view_kind(v), &k, StepOp::Replace, view_create_sql(v, true)).lock(LockLevel::AccessExclusive));
             }
         }
     }
@@ -1172,7 +1202,7 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
             continue;
         }
         let q = qualified(&i.schema, &i.name);
-        if table_new(&i.schema, &i.table) {
+        if table_new(&i.schema, &i.table) || (!to.views.is_empty() && fresh_relation(&i.table_key())) {
             b.push(R_INDEX, S::new(ObjectKind::Index, k, StepOp::Create, i.definition.clone()).lock(LockLevel::Share));
         } else {
             let mut s = S::new(ObjectKind::Index, k, StepOp::Create, concurrently(&i.definition))
@@ -1779,9 +1809,9 @@ fn comments(
     for (k, v) in &to.views {
         let old = if recreated_views.contains(k) { None } else { from.views.get(k) };
         push(
-            ObjectKind::View,
+            view_kind(v),
             &|| k.to_string(),
-            &|| format!("VIEW {}", qualified(&v.schema, &v.name)),
+            &|| format!("{} {}", view_word(v), qualified(&v.schema, &v.name)),
             old.map(|o| &o.comment),
             &v.comment,
         );

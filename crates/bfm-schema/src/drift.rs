@@ -132,9 +132,10 @@ pub(crate) fn flatten(m: &Model) -> BTreeMap<(ObjectKind, String), String> {
     }
     for (k, v) in &m.views {
         let opts = if v.options.is_empty() { String::new() } else { format!(" WITH ({})", v.options.join(", ")) };
+        let (kind, word) = if v.materialized { (ObjectKind::MaterializedView, "MATERIALIZED VIEW") } else { (ObjectKind::View, "VIEW") };
         out.insert(
-            (ObjectKind::View, k.clone()),
-            format!("VIEW{opts} AS {}{}", v.definition.split_whitespace().collect::<Vec<_>>().join(" "), comment(&v.comment)),
+            (kind, k.clone()),
+            format!("{word}{opts} AS {}{}", v.definition.split_whitespace().collect::<Vec<_>>().join(" "), comment(&v.comment)),
         );
         for c in &v.columns {
             if c.comment.is_some() {

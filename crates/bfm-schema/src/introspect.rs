@@ -55,7 +55,7 @@ WHERE n.nspname = ANY($1::text[])";
 const Q_RELATIONS: &str = "
 SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence::text,
        c.relrowsecurity, c.relforcerowsecurity, c.reloptions::text[], c.relispartition,
-       CASE WHEN c.relkind = 'v' THEN pg_get_viewdef(c.oid, true) END
+       CASE WHEN c.relkind IN ('v', 'm') THEN pg_get_viewdef(c.oid, true) END
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'p', 'v', 'm', 'f')";
 
@@ -68,7 +68,7 @@ JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_type t ON t.oid = a.atttypid
 LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'v') AND a.attnum > 0 AND NOT a.attisdropped
+WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'v', 'm') AND a.attnum > 0 AND NOT a.attisdropped
 ORDER BY a.attrelid, a.attnum";
 
 /// `format_type` once per distinct (type, modifier) of the managed columns.
@@ -78,7 +78,7 @@ FROM (SELECT DISTINCT a.atttypid, a.atttypmod
       FROM pg_attribute a
       JOIN pg_class c ON c.oid = a.attrelid
       JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'v') AND a.attnum > 0 AND NOT a.attisdropped) x";
+      WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'v', 'm') AND a.attnum > 0 AND NOT a.attisdropped) x";
 
 const Q_CONSTRAINTS: &str = "
 SELECT con.oid, con.conrelid, con.contypid, con.conname::text, con.contype::text, pg_get_constraintdef(con.oid),
@@ -168,7 +168,7 @@ JOIN pg_class r ON r.oid = d.refobjid
 JOIN pg_namespace rn ON rn.oid = r.relnamespace
 LEFT JOIN pg_attribute att ON att.attrelid = d.refobjid AND att.attnum = d.refobjsubid AND d.refobjsubid > 0
 WHERE d.classid = 'pg_rewrite'::regclass AND d.refclassid = 'pg_class'::regclass
-  AND d.deptype = 'n' AND rw.ev_class <> d.refobjid AND n.nspname = ANY($1::text[]) AND v.relkind = 'v'";
+  AND d.deptype = 'n' AND rw.ev_class <> d.refobjid AND n.nspname = ANY($1::text[]) AND v.relkind IN ('v', 'm')";
 
 const BEGIN: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY;
 SELECT pg_catalog.set_config('search_path', '', true);
@@ -413,7 +413,7 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
                 );
                 rels.insert(oid, Rel { schema, name, kind });
             }
-            'v' => {
+            'v' | 'm' => {
                 let definition: Option<String> = get(r, 9, "relations")?;
                 m.views.insert(
                     key,
@@ -426,13 +426,13 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
                         depends_on: Vec::new(),
                         depends_on_columns: Vec::new(),
                         comment,
+                        materialized: kind == 'm',
                     },
                 );
                 rels.insert(oid, Rel { schema, name, kind });
             }
             'p' => unsupported.push(format!("partitioned table {key}")),
             'r' => unsupported.push(format!("partition {key}")),
-            'm' => unsupported.push(format!("materialized view {key}")),
             'f' => unsupported.push(format!("foreign table {key}")),
             _ => {}
         }
@@ -493,7 +493,10 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
         let type_key: (u32, i32) = (get(r, 3, "columns")?, get(r, 10, "columns")?);
         let type_name: String = type_names.get(&type_key).cloned().unwrap_or_else(|| format!("\"?type {}\"", type_key.0));
         let comment = comments.get(C_CLASS, rel, attnum);
-        if info.kind == 'v' {
+        if info.kind == 'm' {
+            attnames.insert((rel, attnum as i16), (name.clone(), get(r, 9, "columns")?));
+        }
+        if info.kind == 'v' || info.kind == 'm' {
             view_cols.entry(rel).or_default().push(ViewColumn { name, type_name, comment });
             continue;
         }
@@ -607,7 +610,7 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
         let Some(info) = rels.get(&raw.table) else {
             continue;
         };
-        if info.kind != 'r' {
+        if info.kind != 'r' && info.kind != 'm' {
             continue;
         }
         let def = index_definition(&raw, info, &attnames, &opclasses, &collations);

@@ -209,6 +209,9 @@ pub struct View {
     /// Table columns the view reads, as `schema.table.column`.
     pub depends_on_columns: Vec<String>,
     pub comment: Option<String>,
+    /// A materialized view (created `WITH DATA`; never replaced in place).
+    #[serde(default)]
+    pub materialized: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

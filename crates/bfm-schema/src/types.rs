@@ -23,6 +23,7 @@ pub enum ObjectKind {
     Table,
     Column,
     View,
+    MaterializedView,
     Constraint,
     Index,
     Trigger,
@@ -30,7 +31,7 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 14] = [
+    pub const ALL: [ObjectKind; 15] = [
         ObjectKind::Schema,
         ObjectKind::Extension,
         ObjectKind::Enum,
@@ -41,6 +42,7 @@ impl ObjectKind {
         ObjectKind::Table,
         ObjectKind::Column,
         ObjectKind::View,
+        ObjectKind::MaterializedView,
         ObjectKind::Constraint,
         ObjectKind::Index,
         ObjectKind::Trigger,
@@ -59,6 +61,7 @@ impl ObjectKind {
             ObjectKind::Table => "table",
             ObjectKind::Column => "column",
             ObjectKind::View => "view",
+            ObjectKind::MaterializedView => "materialized_view",
             ObjectKind::Constraint => "constraint",
             ObjectKind::Index => "index",
             ObjectKind::Trigger => "trigger",
@@ -79,6 +82,7 @@ impl ObjectKind {
             ObjectKind::Table => "Tables",
             ObjectKind::Column => "Columns",
             ObjectKind::View => "Views",
+            ObjectKind::MaterializedView => "Materialized views",
             ObjectKind::Constraint => "Constraints",
             ObjectKind::Index => "Indexes",
             ObjectKind::Trigger => "Triggers",

@@ -379,3 +379,41 @@ async fn policies_on_changed_columns_and_sql_standard_functions() {
     let pos = |o: &str| plan.steps.iter().position(|s| s.object == o).expect(o);
     assert!(pos("public.u") < pos("public.u_count()"));
 }
+
+#[tokio::test]
+async fn materialized_views() {
+    let before = "CREATE TABLE t (id int, v int); INSERT INTO t VALUES (1, 2);
+                  CREATE MATERIALIZED VIEW m_change AS SELECT id FROM t;
+                  CREATE UNIQUE INDEX m_change_id ON m_change (id);
+                  CREATE MATERIALIZED VIEW m_col AS SELECT v FROM t;
+                  CREATE MATERIALIZED VIEW m_same AS SELECT id FROM t;
+                  CREATE INDEX m_same_id ON m_same (id);
+                  CREATE MATERIALIZED VIEW m_gone AS SELECT 1 AS one;
+                  CREATE VIEW v_on_m AS SELECT id FROM m_change;";
+    let after = "CREATE TABLE t (id int, v bigint);
+                 CREATE MATERIALIZED VIEW m_change AS SELECT id, v FROM t;
+                 CREATE UNIQUE INDEX m_change_id ON m_change (id);
+                 CREATE MATERIALIZED VIEW m_col AS SELECT v FROM t;
+                 CREATE MATERIALIZED VIEW m_same AS SELECT id FROM t;
+                 CREATE INDEX m_same_id ON m_same (id);
+                 CREATE INDEX m_same_new ON m_same (id DESC);
+                 CREATE MATERIALIZED VIEW m_new WITH (fillfactor = 50) AS SELECT count(*) AS n FROM t;
+                 COMMENT ON MATERIALIZED VIEW m_new IS 'counts';
+                 CREATE VIEW v_on_m AS SELECT id FROM m_change;";
+    let plan = scenario("matviews", before, after).await;
+    let text = render_plan_text(&plan, false);
+    let ops = |o: &str| plan.steps.iter().filter(|s| s.object == o).map(|s| s.op).collect::<Vec<_>>();
+    assert_eq!(ops("public.m_change"), vec![StepOp::Drop, StepOp::Create], "{text}");
+    assert_eq!(step_for(&plan, "public.m_change").kind, ObjectKind::MaterializedView);
+    // Its index goes with it and is built again, in the transaction (the view is new).
+    let idx: Vec<&Step> = plan.steps.iter().filter(|s| s.object == "public.m_change_id").collect();
+    assert_eq!(idx.len(), 1, "{text}");
+    assert!(idx[0].transactional && !idx[0].sql.contains("CONCURRENTLY"));
+    // The view reading it is recreated around it.
+    assert_eq!(ops("public.v_on_m"), vec![StepOp::Drop, StepOp::Create], "{text}");
+    assert_eq!(ops("public.m_col"), vec![StepOp::Drop, StepOp::Create], "column type change: {text}");
+    assert!(step_for(&plan, "public.m_same_new").sql.contains("CONCURRENTLY"));
+    assert!(ops("public.m_same").is_empty() && ops("public.m_same_id").is_empty());
+    assert!(step_for(&plan, "public.m_new").sql.contains("CREATE MATERIALIZED VIEW \"public\".\"m_new\" WITH (fillfactor=50)"));
+    assert_eq!(ops("public.m_gone"), vec![StepOp::Drop]);
+}

@@ -105,6 +105,7 @@ fn build(n: usize, refs: &[Option<usize>], views: &[bool], extra_cols: &[u8]) ->
                 depends_on,
                 depends_on_columns: vec![format!("app.t{j}.id")],
                 comment: None,
+                materialized: j % 3 == 0,
             },
         );
         prev_view = Some(key);
