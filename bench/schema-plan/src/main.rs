@@ -181,7 +181,9 @@ async fn main() {
         )
     };
 
-    // Database vs database: first with new connections, then repeated (warm, reused connections).
+    // Database vs database: first with new connections, then repeated (warm, reused connections,
+    // as a long-running server would configure).
+    bfm_schema::set_connection_reuse(true);
     bfm_schema::close_idle_connections();
     let t = Instant::now();
     let first = must(bfm_schema::plan_between(&url_a, &url_b, &[]).await, "plan_between");

@@ -152,10 +152,11 @@ pub(crate) async fn connect(url: &str) -> Result<Conn, SchemaError> {
     connect_config(&config).await
 }
 
-/// Idle read-only connections kept for reuse, per URL. A fresh backend must build its catalog
-/// and relation caches before it can deparse anything, which costs about a third of a large
-/// introspection; a reused one has them warm. Connections idle for longer than
-/// [`POOL_IDLE`] are closed, and at most [`POOL_PER_URL`] are kept per URL.
+/// Idle read-only connections kept for reuse, per URL, when enabled with
+/// [`set_connection_reuse`]. A fresh backend must build its catalog and relation caches before
+/// it can deparse anything, which costs about a third of a large introspection; a reused one
+/// has them warm. Connections idle for longer than [`POOL_IDLE`] are closed, and at most
+/// [`POOL_PER_URL`] are kept per URL.
 struct Pooled {
     conn: Conn,
     since: Instant,
@@ -164,6 +165,19 @@ struct Pooled {
 
 const POOL_IDLE: Duration = Duration::from_secs(60);
 const POOL_PER_URL: usize = 2;
+
+static REUSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Keep idle introspection connections for a minute and reuse them (off by default). Worth it
+/// in a long-running process that plans or validates repeatedly; note that an idle connection
+/// to a database makes a plain `DROP DATABASE` of it fail until it is closed (see
+/// [`close_idle_connections`]). Turning it off closes the idle connections.
+pub fn set_connection_reuse(enabled: bool) {
+    REUSE.store(enabled, std::sync::atomic::Ordering::Relaxed);
+    if !enabled {
+        close_idle_connections();
+    }
+}
 
 fn pool() -> &'static Mutex<HashMap<String, Vec<Pooled>>> {
     static POOL: OnceLock<Mutex<HashMap<String, Vec<Pooled>>>> = OnceLock::new();
@@ -190,7 +204,7 @@ pub(crate) async fn checkout(url: &str) -> Result<Conn, SchemaError> {
 /// Return a connection to the pool (outside any transaction).
 pub(crate) fn checkin(url: &str, conn: Conn) {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    if conn.client.is_closed() {
+    if conn.client.is_closed() || !REUSE.load(std::sync::atomic::Ordering::Relaxed) {
         return;
     }
     let id = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -28,7 +28,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 
 pub use apply::ADVISORY_LOCK_KEY;
-pub use db::close_idle_connections;
+pub use db::{close_idle_connections, set_connection_reuse};
 pub use error::SchemaError;
 pub use introspect::CONTROL_SCHEMA;
 pub use model::{FORMAT_VERSION, Model};
