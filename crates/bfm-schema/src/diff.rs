@@ -460,7 +460,7 @@ fn concurrently(def: &str) -> String {
 }
 
 fn view_create_sql(v: &View, replace: bool) -> String {
-    let opts = if v.options.is_empty() { String::new() } else { format!(" WITH ({})", v.options.join(", ")) };
+    let opts = if v.options.is_empty() { String::new() } else { format!(" WITH ({})", crate::ident::reloptions_sql(&v.options)) };
     let def = v.definition.trim_end().trim_end_matches(';');
     if v.materialized {
         return format!("CREATE MATERIALIZED VIEW {}{} AS\n{}\nWITH DATA", qualified(&v.schema, &v.name), opts, def);
@@ -1046,7 +1046,7 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
             lines.join(",\n    ")
         );
         if !t.options.is_empty() {
-            sql.push_str(&format!(" WITH ({})", t.options.join(", ")));
+            sql.push_str(&format!(" WITH ({})", crate::ident::reloptions_sql(&t.options)));
         }
         b.push(R_CREATE_TABLE, S::new(ObjectKind::Table, k, StepOp::Create, sql));
     }
@@ -1156,7 +1156,7 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
                     stmts.push(format!("ALTER {word} {q} RESET ({})", removed.join(", ")));
                 }
                 if !v.options.is_empty() {
-                    stmts.push(format!("ALTER {word} {q} SET ({})", v.options.join(", ")));
+                    stmts.push(format!("ALTER {word} {q} SET ({})", crate::ident::reloptions_sql(&v.options)));
                 }
                 b.push(R_VIEW, S::new(view_kind(v), k, StepOp::Alter, stmts.join(";\n")).lock(LockLevel::AccessExclusive));
             }
@@ -1463,7 +1463,7 @@ fn alter_table(b: &mut Builder, k: &str, ft: &Table, tt: &Table) {
             stmts.push(format!("ALTER TABLE {q} RESET ({})", removed.join(", ")));
         }
         if !tt.options.is_empty() {
-            stmts.push(format!("ALTER TABLE {q} SET ({})", tt.options.join(", ")));
+            stmts.push(format!("ALTER TABLE {q} SET ({})", crate::ident::reloptions_sql(&tt.options)));
         }
         b.push(R_ALTER_TABLE, S::new(ObjectKind::Table, k, StepOp::Alter, stmts.join(";\n")).lock(LockLevel::AccessExclusive));
     }

@@ -40,6 +40,22 @@ pub fn display_name(schema: &str, name: &str) -> String {
     format!("{}.{}", display_part(schema), display_part(name))
 }
 
+/// Storage parameters (`key=value` as stored in `reloptions`) as SQL: keys are kept (the server
+/// wrote them), values are kept when they are plain words or numbers and quoted otherwise.
+pub fn reloptions_sql(options: &[String]) -> String {
+    options
+        .iter()
+        .map(|o| match o.split_once('=') {
+            Some((k, v)) if !v.is_empty() && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-') => {
+                format!("{k}={v}")
+            }
+            Some((k, v)) => format!("{k}={}", quote_literal(v)),
+            None => o.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -53,5 +69,6 @@ mod tests {
         assert_eq!(quote_literal("a\\b"), "E'a\\\\b'");
         assert_eq!(display_name("public", "users"), "public.users");
         assert_eq!(display_name("My", "t.x"), "\"My\".\"t.x\"");
+        assert_eq!(reloptions_sql(&["fillfactor=70".into(), "x=a b'c".into()]), "fillfactor=70, x='a b''c'");
     }
 }

@@ -858,7 +858,7 @@ fn index_definition(
         def.push_str(" NULLS NOT DISTINCT");
     }
     if !raw.reloptions.is_empty() {
-        def.push_str(&format!(" WITH ({})", raw.reloptions.join(", ")));
+        def.push_str(&format!(" WITH ({})", crate::ident::reloptions_sql(&raw.reloptions)));
     }
     if let Some(p) = &raw.pred {
         def.push_str(&format!(" WHERE ({p})"));

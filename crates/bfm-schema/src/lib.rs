@@ -291,7 +291,17 @@ pub async fn plan_between(from_url: &str, to_url: &str, schemas: &[String]) -> R
     let started = Instant::now();
     let (a, b) = futures::try_join!(db::checkout(from_url), db::checkout(to_url))?;
     if a.pg_major() != b.pg_major() {
-        return Err(SchemaError::VersionMismatch { plan: b.pg_major(), server: a.pg_major() });
+        return Err(SchemaError::Database {
+            context: "comparing two databases".into(),
+            message: format!(
+                "{} runs PostgreSQL {} and {} runs PostgreSQL {}; both sides must run the same major version",
+                a.label,
+                a.pg_major(),
+                b.label,
+                b.pg_major()
+            ),
+            sqlstate: None,
+        });
     }
     let t = Instant::now();
     let (from, to) = futures::try_join!(introspect::introspect(&a, schemas), introspect::introspect(&b, schemas))?;
