@@ -50,6 +50,7 @@ const R_TRIGGER: u16 = 55;
 const R_POLICY: u16 = 56;
 const R_RLS: u16 = 57;
 const R_COMMENT: u16 = 58;
+const R_GRANT: u16 = 59;
 
 /// Name of the file section a phase belongs to (used by `dump`).
 pub(crate) fn section_of(rank: u16) -> &'static str {
@@ -69,6 +70,7 @@ pub(crate) fn section_of(rank: u16) -> &'static str {
         R_TRIGGER => "triggers",
         R_POLICY | R_RLS => "policies",
         R_COMMENT => "comments",
+        R_GRANT => "grants",
         _ => "drops",
     }
 }
@@ -1309,6 +1311,7 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
 
     // ---- comments ----------------------------------------------------------------------------
     comments(&mut b, from, to, &recreated_views, &recreated_triggers, &recreated_constraints, &recreated_indexes, &recreated_functions);
+    grants(&mut b, from, to, &recreated_views, &recreated_functions);
 
     b.out
 }
@@ -1863,6 +1866,75 @@ fn comments(
             &|| format!("POLICY {} ON {}", quote_ident(&p.name), qualified(&p.schema, &p.table)),
             from.policies.get(k).map(|o| &o.comment),
             &p.comment,
+        );
+    }
+}
+
+fn object_exists(m: &Model, kind: ObjectKind, key: &str) -> bool {
+    match kind {
+        ObjectKind::Schema => m.schemas.contains_key(key),
+        ObjectKind::Sequence => m.sequences.contains_key(key),
+        ObjectKind::Function | ObjectKind::Procedure => m.functions.contains_key(key),
+        ObjectKind::View | ObjectKind::MaterializedView => m.views.contains_key(key),
+        _ => m.tables.contains_key(key),
+    }
+}
+
+fn grantee_sql(role: &str) -> String {
+    if role == "public" { "PUBLIC".to_string() } else { quote_ident(role) }
+}
+
+/// GRANT and REVOKE so that every object's privileges (other than its owner's) are the desired
+/// ones. A recreated view or function starts from its defaults again.
+fn grants(b: &mut Builder, from: &Model, to: &Model, recreated_views: &BTreeSet<String>, recreated_functions: &BTreeSet<String>) {
+    let empty: BTreeSet<String> = BTreeSet::new();
+    let keys: BTreeSet<&String> = from.grants.keys().chain(to.grants.keys()).collect();
+    for key in keys {
+        let new = to.grants.get(key);
+        let old = from.grants.get(key);
+        let Some(kind) = new.or(old).map(|g| g.kind) else { continue };
+        if !object_exists(to, kind, key) {
+            continue; // dropped: its privileges go with it
+        }
+        let recreated = recreated_views.contains(key.as_str()) || recreated_functions.contains(key.as_str());
+        let fresh = recreated || !object_exists(from, kind, key);
+        // A new function starts with EXECUTE for PUBLIC, like the ones PostgreSQL creates.
+        let default_fn: BTreeSet<String> = ["public:EXECUTE".to_string()].into_iter().collect();
+        let before: &BTreeSet<String> = if fresh {
+            if matches!(kind, ObjectKind::Function | ObjectKind::Procedure) { &default_fn } else { &empty }
+        } else {
+            old.map(|g| &g.privileges).unwrap_or(&empty)
+        };
+        let after: &BTreeSet<String> = new.map(|g| &g.privileges).unwrap_or(&empty);
+        if before == after {
+            continue;
+        }
+        let Some(target) = new.or(old).map(|g| g.target.clone()) else { continue };
+        let mut stmts = Vec::new();
+        let group = |set: Vec<&String>| -> BTreeMap<(String, bool), Vec<String>> {
+            let mut m: BTreeMap<(String, bool), Vec<String>> = BTreeMap::new();
+            for p in set {
+                let (role, privilege) = p.rsplit_once(':').unwrap_or(("public", p.as_str()));
+                let grantable = privilege.ends_with('*');
+                m.entry((role.to_string(), grantable)).or_default().push(privilege.trim_end_matches('*').to_string());
+            }
+            m
+        };
+        for ((role, _), privs) in group(before.difference(after).collect()) {
+            stmts.push(format!("REVOKE {} ON {target} FROM {}", privs.join(", "), grantee_sql(&role)));
+        }
+        for ((role, grantable), privs) in group(after.difference(before).collect()) {
+            stmts.push(format!(
+                "GRANT {} ON {target} TO {}{}",
+                privs.join(", "),
+                grantee_sql(&role),
+                if grantable { " WITH GRANT OPTION" } else { "" }
+            ));
+        }
+        b.push(
+            R_GRANT,
+            S::new(kind, key.as_str(), StepOp::Alter, stmts.join(";\n"))
+                .hazard(HazardCode::AuthzUpdate, "privileges of other roles on the object change"),
         );
     }
 }

@@ -173,6 +173,10 @@ pub(crate) fn flatten(m: &Model) -> BTreeMap<(ObjectKind, String), String> {
             ),
         );
     }
+    for (k, g) in &m.grants {
+        let text = format!(" GRANTS {}", g.privileges.iter().cloned().collect::<Vec<_>>().join(", "));
+        out.entry((g.kind, k.clone())).or_default().push_str(&text);
+    }
     out
 }
 

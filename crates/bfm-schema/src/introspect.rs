@@ -12,6 +12,7 @@ use crate::db::Conn;
 use crate::error::SchemaError;
 use crate::ident::{display_name, display_part, qualified, quote_ident};
 use crate::model::*;
+use crate::types::ObjectKind;
 
 /// The schema that holds bfm's own state; never managed.
 pub const CONTROL_SCHEMA: &str = "bfm";
@@ -144,6 +145,23 @@ FROM pg_policy pol
 JOIN pg_class c ON c.oid = pol.polrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE n.nspname = ANY($1::text[])";
+
+/// Privileges granted to roles other than the owner (PUBLIC is grantee 0). Functions without an
+/// ACL have PostgreSQL's default (EXECUTE to PUBLIC); relations and schemas without one have
+/// only the owner's.
+const Q_GRANTS: &str = "
+SELECT 'r', c.oid, CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee)::text END, a.privilege_type, a.is_grantable
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace, LATERAL aclexplode(c.relacl) a
+WHERE n.nspname = ANY($1::text[]) AND c.relkind IN ('r', 'v', 'm', 'S') AND c.relacl IS NOT NULL AND a.grantee <> c.relowner
+UNION ALL
+SELECT 'f', p.oid, CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee)::text END, a.privilege_type, a.is_grantable
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace,
+     LATERAL aclexplode(coalesce(p.proacl, acldefault('f', p.proowner))) a
+WHERE n.nspname = ANY($1::text[]) AND a.grantee <> p.proowner
+UNION ALL
+SELECT 'n', n.oid, CASE WHEN a.grantee = 0 THEN 'public' ELSE pg_get_userbyid(a.grantee)::text END, a.privilege_type, a.is_grantable
+FROM pg_namespace n, LATERAL aclexplode(n.nspacl) a
+WHERE n.nspname = ANY($1::text[]) AND n.nspacl IS NOT NULL AND a.grantee <> n.nspowner";
 
 const Q_TYPES: &str = "
 SELECT t.oid, n.nspname::text, t.typname::text, t.typtype::text,
@@ -309,7 +327,7 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
     // The queries are pipelined on one connection, inside one snapshot.
     let (
         (q_schemas, q_comments, q_members, q_ext, q_rel, q_cols, q_cons, q_coltypes),
-        (q_idx, q_opc, q_coll, q_seq, q_fn, q_trg, q_pol, q_types, q_vdeps),
+        (q_idx, q_opc, q_coll, q_seq, q_fn, q_trg, q_pol, q_types, q_vdeps, q_grants),
     ) = futures::try_join!(
         async {
             futures::try_join!(
@@ -334,6 +352,7 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
                 async { c.query(Q_POLICIES, p).await.map_err(|e| SchemaError::db(ctx("policies"), &e)) },
                 async { c.query(Q_TYPES, p).await.map_err(|e| SchemaError::db(ctx("types"), &e)) },
                 async { c.query(Q_VIEW_DEPS, p).await.map_err(|e| SchemaError::db(ctx("view dependencies"), &e)) },
+                async { c.query(Q_GRANTS, p).await.map_err(|e| SchemaError::db(ctx("privileges"), &e)) },
             )
         },
     )?;
@@ -369,9 +388,11 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
         opclasses.insert(get(r, 0, "operator classes")?, (shown, get(r, 3, "operator classes")?));
     }
 
+    let mut grant_targets: HashMap<(char, u32), (ObjectKind, String, String)> = HashMap::new();
     for r in &q_schemas {
         let oid: u32 = get(r, 0, "schemas")?;
         let name: String = get(r, 1, "schemas")?;
+        grant_targets.insert(('n', oid), (ObjectKind::Schema, display_part(&name), format!("SCHEMA {}", quote_ident(&name))));
         m.schemas.insert(display_part(&name), Schema { name, comment: comments.get(C_NAMESPACE, oid, 0) });
     }
     for r in &q_ext {
@@ -472,6 +493,8 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
             (Some("a"), Some(schema), Some(table), Some(column)) => Some(OwnedBy { schema, table, column }),
             _ => None,
         };
+        grant_targets
+            .insert(('r', oid), (ObjectKind::Sequence, display_name(&schema, &name), format!("SEQUENCE {}", qualified(&schema, &name))));
         m.sequences
             .insert(display_name(&schema, &name), Sequence { schema, name, options, owned_by, comment: comments.get(C_CLASS, oid, 0) });
     }
@@ -701,6 +724,8 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
             continue;
         }
         let definition: Option<String> = get(r, 7, "functions")?;
+        let (fkind, word) = if kind == "p" { (ObjectKind::Procedure, "PROCEDURE") } else { (ObjectKind::Function, "FUNCTION") };
+        grant_targets.insert(('f', oid), (fkind, key.clone(), format!("{word} {}({identity_args})", qualified(&schema, &name))));
         m.functions.insert(
             key,
             Function {
@@ -784,6 +809,29 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
             v.depends_on = rels_used.into_iter().collect();
             v.depends_on_columns = cols_used.into_iter().collect();
         }
+    }
+
+    for (oid, rel) in &rels {
+        let kind = match rel.kind {
+            'v' => ObjectKind::View,
+            'm' => ObjectKind::MaterializedView,
+            _ => ObjectKind::Table,
+        };
+        grant_targets
+            .insert(('r', *oid), (kind, display_name(&rel.schema, &rel.name), format!("TABLE {}", qualified(&rel.schema, &rel.name))));
+    }
+    for r in &q_grants {
+        let cat: String = get(r, 0, "privileges")?;
+        let oid: u32 = get(r, 1, "privileges")?;
+        let Some((kind, key, target)) = grant_targets.get(&(cat.chars().next().unwrap_or('?'), oid)) else { continue };
+        let grantee: String = get(r, 2, "privileges")?;
+        let privilege: String = get(r, 3, "privileges")?;
+        let grantable: bool = get(r, 4, "privileges")?;
+        m.grants
+            .entry(key.clone())
+            .or_insert_with(|| ObjectGrants { kind: *kind, target: target.clone(), privileges: BTreeSet::new() })
+            .privileges
+            .insert(format!("{grantee}:{privilege}{}", if grantable { "*" } else { "" }));
     }
 
     unsupported.sort();

@@ -31,6 +31,20 @@ pub struct Model {
     pub functions: BTreeMap<String, Function>,
     pub triggers: BTreeMap<String, Trigger>,
     pub policies: BTreeMap<String, Policy>,
+    /// Privileges granted to roles other than the owner, by object key.
+    #[serde(default)]
+    pub grants: BTreeMap<String, ObjectGrants>,
+}
+
+/// The privileges granted on one object to roles other than its owner (the owner's own
+/// privileges are not managed). Functions start with `public:EXECUTE` as PostgreSQL does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectGrants {
+    pub kind: crate::types::ObjectKind,
+    /// The object as written after `GRANT … ON`: `TABLE "s"."t"`, `FUNCTION "s"."f"(integer)`.
+    pub target: String,
+    /// `role:PRIVILEGE`, with a trailing `*` when granted WITH GRANT OPTION; `public` is PUBLIC.
+    pub privileges: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -324,6 +338,7 @@ impl Model {
             + self.functions.len()
             + self.triggers.len()
             + self.policies.len()
+            + self.grants.len()
     }
 
     /// Serialise and compress (gzip) for storage in a snapshot.
@@ -370,7 +385,7 @@ impl Serialize for Canonical<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let m = self.0;
-        let mut st = s.serialize_struct("Model", 14)?;
+        let mut st = s.serialize_struct("Model", 15)?;
         st.serialize_field("format_version", &m.format_version)?;
         st.serialize_field("pg_major", &m.pg_major)?;
         st.serialize_field("schemas", &m.schemas)?;
@@ -385,6 +400,7 @@ impl Serialize for Canonical<'_> {
         st.serialize_field("functions", &m.functions)?;
         st.serialize_field("triggers", &m.triggers)?;
         st.serialize_field("policies", &m.policies)?;
+        st.serialize_field("grants", &m.grants)?;
         st.end()
     }
 }

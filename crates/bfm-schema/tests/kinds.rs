@@ -417,3 +417,33 @@ async fn materialized_views() {
     assert!(step_for(&plan, "public.m_new").sql.contains("CREATE MATERIALIZED VIEW \"public\".\"m_new\" WITH (fillfactor=50)"));
     assert_eq!(ops("public.m_gone"), vec![StepOp::Drop]);
 }
+
+#[tokio::test]
+async fn grants_add_change_revoke() {
+    let before = format!(
+        "{ROLES} CREATE TABLE t (id int); GRANT SELECT, INSERT ON t TO bfm_schema_writer;
+         CREATE SEQUENCE s; CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+         CREATE SCHEMA app; CREATE VIEW v AS SELECT 1 AS one; GRANT SELECT ON v TO bfm_schema_reader;"
+    );
+    let after = format!(
+        "{ROLES} CREATE TABLE t (id int); GRANT SELECT ON t TO bfm_schema_writer; GRANT SELECT ON t TO bfm_schema_reader WITH GRANT OPTION;
+         CREATE SEQUENCE s; GRANT USAGE ON SEQUENCE s TO bfm_schema_writer;
+         CREATE FUNCTION f() RETURNS int LANGUAGE sql AS 'SELECT 1';
+         REVOKE EXECUTE ON FUNCTION f() FROM PUBLIC; GRANT EXECUTE ON FUNCTION f() TO bfm_schema_reader;
+         CREATE SCHEMA app; GRANT USAGE ON SCHEMA app TO bfm_schema_reader;
+         CREATE VIEW v AS SELECT 1 AS one; GRANT SELECT ON v TO bfm_schema_reader;
+         CREATE TABLE n (id int); GRANT SELECT ON n TO bfm_schema_reader;"
+    );
+    let plan = scenario("grants", &before, &after).await;
+    let text = render_plan_text(&plan, false);
+    let t = plan.steps.iter().find(|s| s.object == "public.t" && s.sql.contains("GRANT")).expect(&text);
+    assert!(t.sql.contains("REVOKE INSERT ON TABLE \"public\".\"t\" FROM \"bfm_schema_writer\""), "{}", t.sql);
+    assert!(t.sql.contains("GRANT SELECT ON TABLE \"public\".\"t\" TO \"bfm_schema_reader\" WITH GRANT OPTION"), "{}", t.sql);
+    assert!(codes(t).contains(&HazardCode::AuthzUpdate) && !t.destructive);
+    assert!(step_for(&plan, "public.s").sql.contains("GRANT USAGE ON SEQUENCE"));
+    let f = step_for(&plan, "public.f()");
+    assert!(f.sql.contains("REVOKE EXECUTE ON FUNCTION \"public\".\"f\"() FROM PUBLIC"), "{}", f.sql);
+    assert!(step_for(&plan, "app").sql.contains("GRANT USAGE ON SCHEMA \"app\" TO \"bfm_schema_reader\""));
+    assert!(plan.steps.iter().any(|s| s.object == "public.n" && s.sql.starts_with("GRANT SELECT")), "{text}");
+    assert!(!plan.steps.iter().any(|s| s.object == "public.v"), "unchanged grants: {text}");
+}

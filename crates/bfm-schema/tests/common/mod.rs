@@ -113,6 +113,7 @@ pub fn step_for<'a>(plan: &'a SchemaPlan, object: &str) -> &'a Step {
 
 /// A schema with every first-stage object kind.
 pub const RICH: &str = r#"
+DO $$ BEGIN CREATE ROLE bfm_schema_reader NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
 CREATE EXTENSION IF NOT EXISTS citext;
 CREATE SCHEMA app;
 COMMENT ON SCHEMA app IS 'application';
@@ -165,4 +166,15 @@ ALTER TABLE app.orders ENABLE ROW LEVEL SECURITY;
 CREATE POLICY orders_tenant ON app.orders FOR SELECT TO PUBLIC USING (current_setting('app.tenant', true) IS NOT NULL);
 CREATE POLICY orders_ins ON app.orders AS RESTRICTIVE FOR INSERT WITH CHECK (amount < 1000000);
 CREATE TABLE public.plain (id int);
+GRANT USAGE ON SCHEMA app TO bfm_schema_reader;
+GRANT SELECT ON app.users, app.active_users TO bfm_schema_reader;
+GRANT SELECT (id) ON app.orders TO bfm_schema_reader;
+REVOKE EXECUTE ON FUNCTION app.user_count() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION app.user_count() TO bfm_schema_reader WITH GRANT OPTION;
 "#;
+
+/// Roles the grant tests use (cluster-wide, created once, never dropped).
+pub const ROLES: &str = "
+DO $$ BEGIN CREATE ROLE bfm_schema_reader NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+DO $$ BEGIN CREATE ROLE bfm_schema_writer NOLOGIN; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$;
+";
