@@ -50,6 +50,21 @@ async fn files_plan_apply_and_cache() {
     assert!(st.in_sync, "{st:?}");
     assert_eq!(st.pending_steps, 0);
 
+    // Status against a stored snapshot reports drift made by hand, and the pending repair.
+    let snap = snapshot(&live.target()).await.expect("snapshot");
+    assert_eq!(snap.fingerprint, st.live_fingerprint);
+    live.exec("CREATE INDEX t_name_idx ON app.t (name)").await;
+    let st = status(&live.target(), &desired, Some(&snap)).await.expect("status");
+    assert!(!st.in_sync);
+    assert_eq!(st.pending_steps, 1, "{st:?}");
+    let drift = st.drift.expect("drift report");
+    assert!(!drift.in_sync);
+    assert_eq!(drift.drifts.len(), 1);
+    assert_eq!((drift.drifts[0].kind, drift.drifts[0].object.as_str()), (ObjectKind::Index, "app.t_name_idx"));
+    assert_eq!(drift.drifts[0].change, DriftChange::Added);
+    let repair = plan(&live.target(), &desired).await.expect("plan");
+    apply(&live.target(), &repair, &[], &ApplyOptions::default()).await.expect("repair");
+
     // A changed file changes the cache key.
     write(dir.path(), "10_tables.sql", "CREATE TABLE app.t (id int PRIMARY KEY, name text NOT NULL, extra int);");
     let p3 = plan(&live.target(), &desired).await.expect("plan");
