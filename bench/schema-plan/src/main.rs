@@ -6,6 +6,7 @@
 //! slightly different, then times bfm-schema's plans, `migra` and `pg_dump --schema-only`.
 //!
 //! Usage: bench-schema-plan [--server postgres://postgres@127.0.0.1:5432] [--tables 1000] [--runs 5]
+//!        [--params sslmode=disable]   (appended to bfm-schema's database URLs)
 
 use std::process::Command;
 use std::time::Instant;
@@ -139,6 +140,7 @@ async fn main() {
     let mut server = "postgres://postgres@127.0.0.1:5432".to_string();
     let mut tables = 1000usize;
     let mut runs = 5usize;
+    let mut params = String::new();
     let args: Vec<String> = std::env::args().collect();
     let mut i = 1;
     while i < args.len() {
@@ -146,8 +148,9 @@ async fn main() {
             ("--server", Some(v)) => server = v.clone(),
             ("--tables", Some(v)) => tables = v.parse().unwrap_or(tables),
             ("--runs", Some(v)) => runs = v.parse().unwrap_or(runs).max(1),
+            ("--params", Some(v)) => params = format!("?{}", v.trim_start_matches('?')),
             _ => {
-                eprintln!("usage: bench-schema-plan [--server URL] [--tables N] [--runs N]");
+                eprintln!("usage: bench-schema-plan [--server URL] [--tables N] [--runs N] [--params sslmode=disable]");
                 std::process::exit(2);
             }
         }
@@ -160,8 +163,8 @@ async fn main() {
     eprintln!("generated {tables} tables, {} KB of SQL; loading two databases…", bytes / 1024);
     let load_a = recreate(&server, db_a, &files_a).await;
     let load_b = recreate(&server, db_b, &files_b).await;
-    let url_a = format!("{server}/{db_a}");
-    let url_b = format!("{server}/{db_b}");
+    let url_a = format!("{server}/{db_a}{params}");
+    let url_b = format!("{server}/{db_b}{params}");
     let dir = must(tempfile::tempdir(), "tempdir");
     for (name, text) in &files_b {
         must(std::fs::write(dir.path().join(name), text), "write");
