@@ -990,6 +990,59 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
             }
         }
     }
+    for (k, ct) in &to.composites {
+        let q = qualified(&ct.schema, &ct.name);
+        let attr_sql = |a: &CompositeAttribute| {
+            format!("{} {}{}", quote_ident(&a.name), a.type_name, a.collation.as_ref().map(|c| format!(" COLLATE {c}")).unwrap_or_default())
+        };
+        match from.composites.get(k) {
+            None => b.push(
+                R_DOMAIN,
+                S::new(
+                    ObjectKind::CompositeType,
+                    k,
+                    StepOp::Create,
+                    format!("CREATE TYPE {q} AS ({})", ct.attributes.iter().map(attr_sql).collect::<Vec<_>>().join(", ")),
+                ),
+            ),
+            Some(old) if old.attributes != ct.attributes => {
+                let mut subs = Vec::new();
+                let mut s = S::new(ObjectKind::CompositeType, k, StepOp::Alter, String::new());
+                for oa in &old.attributes {
+                    if !ct.attributes.iter().any(|a| a.name == oa.name) {
+                        subs.push(format!("DROP ATTRIBUTE {}", quote_ident(&oa.name)));
+                        s = s.hazard(HazardCode::DeletesData, format!("attribute {} and its values are deleted", oa.name));
+                    }
+                }
+                for a in &ct.attributes {
+                    match old.attributes.iter().find(|x| x.name == a.name) {
+                        None => subs.push(format!("ADD ATTRIBUTE {}", attr_sql(a))),
+                        Some(oa) if oa != a => {
+                            subs.push(format!(
+                                "ALTER ATTRIBUTE {} TYPE {}{}",
+                                quote_ident(&a.name),
+                                a.type_name,
+                                a.collation.as_ref().map(|c| format!(" COLLATE {c}")).unwrap_or_default()
+                            ));
+                            if type_change(&oa.type_name, &a.type_name).1 {
+                                s = s.hazard(
+                                    HazardCode::DeletesData,
+                                    format!("{} → {} may fail, truncate or round values", oa.type_name, a.type_name),
+                                );
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                // Attribute order is not managed (like column order).
+                if !subs.is_empty() {
+                    s.sql = format!("ALTER TYPE {q}\n    {}", subs.join(",\n    "));
+                    b.push(R_DOMAIN, s);
+                }
+            }
+            _ => {}
+        }
+    }
     for (k, s) in &to.sequences {
         let q = qualified(&s.schema, &s.name);
         match from.sequences.get(k) {
@@ -1098,6 +1151,14 @@ pub(crate) fn diff_pending(from: &Model, to: &Model) -> Vec<Pending> {
     for (k, d) in &from.domains {
         if !to.domains.contains_key(k) {
             b.push(R_DROP_DOMAIN, S::new(ObjectKind::Domain, k, StepOp::Drop, format!("DROP DOMAIN {}", qualified(&d.schema, &d.name))));
+        }
+    }
+    for (k, ct) in &from.composites {
+        if !to.composites.contains_key(k) {
+            b.push(
+                R_DROP_DOMAIN,
+                S::new(ObjectKind::CompositeType, k, StepOp::Drop, format!("DROP TYPE {}", qualified(&ct.schema, &ct.name))),
+            );
         }
     }
     for (k, e) in &from.enums {
@@ -1764,6 +1825,15 @@ fn comments(
             &|| format!("DOMAIN {}", qualified(&d.schema, &d.name)),
             old.map(|o| &o.comment),
             &d.comment,
+        );
+    }
+    for (k, ct) in &to.composites {
+        push(
+            ObjectKind::CompositeType,
+            &|| k.to_string(),
+            &|| format!("TYPE {}", qualified(&ct.schema, &ct.name)),
+            from.composites.get(k).map(|o| &o.comment),
+            &ct.comment,
         );
     }
     for (k, s) in &to.sequences {

@@ -78,6 +78,11 @@ pub(crate) fn flatten(m: &Model) -> BTreeMap<(ObjectKind, String), String> {
             ),
         );
     }
+    for (k, ct) in &m.composites {
+        let attrs: Vec<String> =
+            ct.attributes.iter().map(|a| format!("{} {}{}", a.name, a.type_name, opt("COLLATE", &a.collation))).collect();
+        out.insert((ObjectKind::CompositeType, k.clone()), format!("TYPE AS ({}){}", attrs.join(", "), comment(&ct.comment)));
+    }
     for (k, s) in &m.sequences {
         let o = &s.options;
         let owned = s

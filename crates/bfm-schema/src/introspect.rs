@@ -176,6 +176,18 @@ LEFT JOIN pg_class c ON c.oid = t.typrelid
 WHERE n.nspname = ANY($1::text[])
   AND (t.typtype IN ('e', 'd', 'r', 'm') OR (t.typtype = 'c' AND c.relkind = 'c'))";
 
+/// Attributes of composite types, in order.
+const Q_COMPOSITE_ATTRIBUTES: &str = "
+SELECT t.oid, a.attname::text, format_type(a.atttypid, a.atttypmod),
+       CASE WHEN a.attcollation <> at.typcollation THEN a.attcollation END
+FROM pg_type t
+JOIN pg_namespace n ON n.oid = t.typnamespace
+JOIN pg_class c ON c.oid = t.typrelid AND c.relkind = 'c'
+JOIN pg_attribute a ON a.attrelid = t.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+JOIN pg_type at ON at.oid = a.atttypid
+WHERE n.nspname = ANY($1::text[]) AND t.typtype = 'c'
+ORDER BY t.oid, a.attnum";
+
 const Q_VIEW_DEPS: &str = "
 SELECT DISTINCT rw.ev_class, rn.nspname::text, r.relname::text, att.attname::text
 FROM pg_depend d
@@ -327,7 +339,7 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
     // The queries are pipelined on one connection, inside one snapshot.
     let (
         (q_schemas, q_comments, q_members, q_ext, q_rel, q_cols, q_cons, q_coltypes),
-        (q_idx, q_opc, q_coll, q_seq, q_fn, q_trg, q_pol, q_types, q_vdeps, q_grants),
+        (q_idx, q_opc, q_coll, q_seq, q_fn, q_trg, q_pol, q_types, q_vdeps, q_grants, q_comp),
     ) = futures::try_join!(
         async {
             futures::try_join!(
@@ -353,6 +365,7 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
                 async { c.query(Q_TYPES, p).await.map_err(|e| SchemaError::db(ctx("types"), &e)) },
                 async { c.query(Q_VIEW_DEPS, p).await.map_err(|e| SchemaError::db(ctx("view dependencies"), &e)) },
                 async { c.query(Q_GRANTS, p).await.map_err(|e| SchemaError::db(ctx("privileges"), &e)) },
+                async { c.query(Q_COMPOSITE_ATTRIBUTES, p).await.map_err(|e| SchemaError::db(ctx("composite types"), &e)) },
             )
         },
     )?;
@@ -572,6 +585,7 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
 
     // Types: enums and domains (domain constraints come from the constraints query).
     let mut domains_by_oid: HashMap<u32, String> = HashMap::new();
+    let mut composites_by_oid: HashMap<u32, String> = HashMap::new();
     for r in &q_types {
         let oid: u32 = get(r, 0, "types")?;
         if members.contains(&(C_TYPE, oid)) {
@@ -605,8 +619,21 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
                 );
             }
             "r" | "m" => unsupported.push(format!("range type {key}")),
-            "c" => unsupported.push(format!("composite type {key}")),
+            "c" => {
+                composites_by_oid.insert(oid, key.clone());
+                m.composites.insert(key, CompositeType { schema, name, attributes: Vec::new(), comment });
+            }
             _ => {}
+        }
+    }
+
+    for r in &q_comp {
+        let oid: u32 = get(r, 0, "composite types")?;
+        let Some(key) = composites_by_oid.get(&oid) else { continue };
+        let collation = get::<Option<u32>>(r, 3, "composite types")?.and_then(|o| collations.get(&o).cloned());
+        let attr = CompositeAttribute { name: get(r, 1, "composite types")?, type_name: get(r, 2, "composite types")?, collation };
+        if let Some(ct) = m.composites.get_mut(key) {
+            ct.attributes.push(attr);
         }
     }
 

@@ -23,6 +23,8 @@ pub struct Model {
     pub extensions: BTreeMap<String, Extension>,
     pub enums: BTreeMap<String, EnumType>,
     pub domains: BTreeMap<String, Domain>,
+    #[serde(default)]
+    pub composites: BTreeMap<String, CompositeType>,
     pub sequences: BTreeMap<String, Sequence>,
     pub tables: BTreeMap<String, Table>,
     pub constraints: BTreeMap<String, Constraint>,
@@ -79,6 +81,22 @@ pub struct Domain {
     /// CHECK constraints by name: definition (`CHECK (...)`, without `NOT VALID`).
     pub constraints: BTreeMap<String, DomainConstraint>,
     pub comment: Option<String>,
+}
+
+/// A composite type (`CREATE TYPE … AS (…)`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompositeType {
+    pub schema: String,
+    pub name: String,
+    pub attributes: Vec<CompositeAttribute>,
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompositeAttribute {
+    pub name: String,
+    pub type_name: String,
+    pub collation: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -329,6 +347,7 @@ impl Model {
             + self.extensions.len()
             + self.enums.len()
             + self.domains.len()
+            + self.composites.len()
             + self.sequences.len()
             + self.tables.len()
             + self.tables.values().map(|t| t.columns.len()).sum::<usize>()
@@ -385,13 +404,14 @@ impl Serialize for Canonical<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let m = self.0;
-        let mut st = s.serialize_struct("Model", 15)?;
+        let mut st = s.serialize_struct("Model", 16)?;
         st.serialize_field("format_version", &m.format_version)?;
         st.serialize_field("pg_major", &m.pg_major)?;
         st.serialize_field("schemas", &m.schemas)?;
         st.serialize_field("extensions", &m.extensions)?;
         st.serialize_field("enums", &m.enums)?;
         st.serialize_field("domains", &m.domains)?;
+        st.serialize_field("composites", &m.composites)?;
         st.serialize_field("sequences", &m.sequences)?;
         st.serialize_field("tables", &CanonicalTables(&m.tables))?;
         st.serialize_field("constraints", &m.constraints)?;

@@ -17,6 +17,7 @@ pub enum ObjectKind {
     Extension,
     Enum,
     Domain,
+    CompositeType,
     Sequence,
     Function,
     Procedure,
@@ -31,11 +32,12 @@ pub enum ObjectKind {
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 15] = [
+    pub const ALL: [ObjectKind; 16] = [
         ObjectKind::Schema,
         ObjectKind::Extension,
         ObjectKind::Enum,
         ObjectKind::Domain,
+        ObjectKind::CompositeType,
         ObjectKind::Sequence,
         ObjectKind::Function,
         ObjectKind::Procedure,
@@ -55,6 +57,7 @@ impl ObjectKind {
             ObjectKind::Extension => "extension",
             ObjectKind::Enum => "enum",
             ObjectKind::Domain => "domain",
+            ObjectKind::CompositeType => "composite_type",
             ObjectKind::Sequence => "sequence",
             ObjectKind::Function => "function",
             ObjectKind::Procedure => "procedure",
@@ -76,6 +79,7 @@ impl ObjectKind {
             ObjectKind::Extension => "Extensions",
             ObjectKind::Enum => "Enums",
             ObjectKind::Domain => "Domains",
+            ObjectKind::CompositeType => "Composite types",
             ObjectKind::Sequence => "Sequences",
             ObjectKind::Function => "Functions",
             ObjectKind::Procedure => "Procedures",

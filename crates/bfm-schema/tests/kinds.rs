@@ -447,3 +447,38 @@ async fn grants_add_change_revoke() {
     assert!(plan.steps.iter().any(|s| s.object == "public.n" && s.sql.starts_with("GRANT SELECT")), "{text}");
     assert!(!plan.steps.iter().any(|s| s.object == "public.v"), "unchanged grants: {text}");
 }
+
+#[tokio::test]
+async fn composite_types() {
+    let before = "CREATE TYPE pt AS (x int, y int, gone text); CREATE TYPE old_t AS (a int);
+                  CREATE TABLE t (id int, p pt); INSERT INTO t VALUES (1, ROW(1, 2, 'g'));";
+    let after = "CREATE TYPE pt AS (x bigint, y int, label text); CREATE TYPE new_t AS (a int, b text);
+                 COMMENT ON TYPE new_t IS 'n';
+                 CREATE TABLE t (id int, p pt, q new_t);";
+    let live = TestDb::with("composite_l", before).await;
+    let desired = TestDb::with("composite_d", after).await;
+    let plan = plan_dbs(&live, &desired).await;
+    let text = render_plan_text(&plan, false);
+    let pt = step_for(&plan, "public.pt");
+    assert_eq!(pt.kind, ObjectKind::CompositeType);
+    assert!(pt.sql.contains("DROP ATTRIBUTE \"gone\"") && pt.sql.contains("ADD ATTRIBUTE \"label\" text"), "{text}");
+    assert!(pt.sql.contains("ALTER ATTRIBUTE \"x\" TYPE bigint"), "{text}");
+    assert!(pt.destructive, "dropping an attribute deletes data");
+    let pos = |o: &str| plan.steps.iter().position(|s| s.object == o).expect(o);
+    assert!(pos("public.new_t") < pos("public.t.q"), "type before the column using it");
+    assert_eq!(plan.steps[pos("public.old_t")].op, StepOp::Drop);
+    // Changing an attribute's type is refused while a table column uses the type.
+    let err = apply(&live.target(), &plan, &approvals_for(&plan), &ApplyOptions::default()).await.expect_err("in use");
+    assert!(err.to_string().contains("public.pt"), "{err}");
+    // Without the column that uses it, the same change applies.
+    let live =
+        TestDb::with("composite_l2", "CREATE TYPE pt AS (x int, y int, gone text); CREATE TYPE old_t AS (a int); CREATE TABLE t (id int);")
+            .await;
+    let desired = TestDb::with(
+        "composite_d2",
+        "CREATE TYPE pt AS (x bigint, y int, label text); CREATE TYPE new_t AS (a int, b text); CREATE TABLE t (id int, q new_t);",
+    )
+    .await;
+    let plan = plan_dbs(&live, &desired).await;
+    apply_converges(&live, &desired, &plan).await;
+}

@@ -120,6 +120,8 @@ COMMENT ON SCHEMA app IS 'application';
 CREATE TYPE app.status AS ENUM ('new', 'active', 'closed');
 COMMENT ON TYPE app.status IS 'lifecycle';
 CREATE DOMAIN app.email AS text CONSTRAINT email_at CHECK (VALUE ~ '@');
+CREATE TYPE app.address AS (street text, city text COLLATE "C", zip varchar(10));
+COMMENT ON TYPE app.address IS 'postal';
 CREATE SEQUENCE app.invoice_no START 1000 INCREMENT 2 CACHE 5;
 CREATE TABLE app.users (
   id bigint GENERATED ALWAYS AS IDENTITY (START WITH 10) PRIMARY KEY,
@@ -131,7 +133,8 @@ CREATE TABLE app.users (
   created_at timestamptz NOT NULL DEFAULT now(),
   lower_name text GENERATED ALWAYS AS (lower(name)) STORED,
   tenant text COLLATE "C",
-  tags text[] DEFAULT '{}'
+  tags text[] DEFAULT '{}',
+  home app.address
 );
 COMMENT ON TABLE app.users IS 'users';
 COMMENT ON COLUMN app.users.email IS 'login';
