@@ -56,6 +56,20 @@ pub struct Engine {
     targets: Mutex<HashMap<String, Arc<dyn Target>>>,
     /// Serialises catalogue reloads.
     reloading: Mutex<()>,
+    /// Set on shutdown: running chains finish their current step and stop.
+    stopping: std::sync::atomic::AtomicBool,
+    observer: std::sync::OnceLock<Arc<dyn Observer>>,
+}
+
+/// Receives what happens during runs (metrics).
+pub trait Observer: Send + Sync {
+    /// A step is about to run on its target.
+    fn step_started(&self, _connection: &str, _backend: &str) {}
+    /// The target returned from a step that started (`ok` or not).
+    fn step_ran(&self, _connection: &str, _backend: &str, _ok: bool, _duration: std::time::Duration) {}
+    /// A step's outcome is known (applied, rolled back, failed, skipped or blocked).
+    fn step_finished(&self, _connection: &str, _backend: &str, _outcome: crate::StepOutcomeKind, _duration: std::time::Duration) {}
+    fn lock_acquired(&self, _connection: &str, _waited: std::time::Duration) {}
 }
 
 impl Engine {
@@ -71,6 +85,8 @@ impl Engine {
             recorder,
             targets: Mutex::new(HashMap::new()),
             reloading: Mutex::new(()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            observer: std::sync::OnceLock::new(),
         });
         engine.load_catalog();
         Ok(engine)
@@ -78,6 +94,25 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Stop starting new steps: running chains finish the step they are in, release their locks
+    /// and report the rest as not run.
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Install the observer (once).
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        let _ = self.observer.set(observer);
+    }
+
+    pub(crate) fn observer(&self) -> Option<&Arc<dyn Observer>> {
+        self.observer.get()
     }
 
     pub fn state(&self) -> &Arc<dyn StateStore> {

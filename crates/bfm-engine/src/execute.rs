@@ -226,6 +226,9 @@ impl Shared {
             StepOutcomeKind::Skipped => (&self.skipped, "skipped", Fate::NotDone),
         };
         counter.fetch_add(1, Ordering::SeqCst);
+        if let Some(o) = self.engine.observer() {
+            o.step_finished(&s.migration.connection, &s.migration.backend, outcome, elapsed);
+        }
         // A step the target's ledger already shows as done counts as done for dependents.
         let fate = if outcome == StepOutcomeKind::Skipped && reason.ends_with("in the target (ledger)") { Fate::Succeeded } else { fate };
         let message = error.clone().unwrap_or_else(|| reason.clone());
@@ -532,8 +535,13 @@ async fn run_segment(shared: &Arc<Shared>, chain: &Chain, segment: &Segment) -> 
         Ok(s) => s,
         Err(e) => return fail_all(e.to_string()),
     };
-    if let Err(e) = session.lock(&chain.schema, engine.config.lock_timeout).await {
-        return fail_all(e.to_string());
+    match session.lock(&chain.schema, engine.config.lock_timeout).await {
+        Ok(waited) => {
+            if let Some(o) = engine.observer() {
+                o.lock_acquired(&chain.connection, waited);
+            }
+        }
+        Err(e) => return fail_all(e.to_string()),
     }
     tracing::debug!(connection = %chain.connection, schema = %chain.schema, steps = segment.steps.len(), "segment locked");
     let result = run_locked(shared, chain, segment, target.as_ref(), session.as_mut()).await;
@@ -582,6 +590,9 @@ async fn run_locked(
     let transactional_target = target.capabilities().transactional_ddl;
     for &i in &segment.steps {
         let step = &shared.steps[i];
+        if shared.engine.is_stopping() {
+            return Err("not run: bfm is shutting down".into());
+        }
         // Prerequisites inside this chain ran earlier in this task; make sure they succeeded.
         if let Some(&p) = step.after.iter().find(|&&p| *shared.fates[p].borrow() != Fate::Succeeded) {
             return Err(format!("blocked by {}", shared.steps[p].display_id()));
@@ -715,6 +726,9 @@ async fn run_step(
         }
     }
     shared.emit(i, "running", format!("running {}", step.display_id()), None);
+    if let Some(o) = shared.engine.observer() {
+        o.step_started(&m.connection, &m.backend);
+    }
     let script = StepScript {
         migration_id: &m.id,
         schema: &step.schema,
@@ -727,7 +741,11 @@ async fn run_step(
         run_id: &shared.run_id,
         resume_from,
     };
-    match session.apply(&script).await {
+    let result = session.apply(&script).await;
+    if let Some(o) = shared.engine.observer() {
+        o.step_ran(&m.connection, &m.backend, result.is_ok(), clock.elapsed());
+    }
+    match result {
         Ok(_) => {
             let duration = clock.elapsed().as_millis() as i64;
             let (state, hist, outcome) = match step.direction {

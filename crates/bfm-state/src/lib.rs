@@ -295,10 +295,24 @@ pub struct SyncReport {
 #[derive(Debug, Clone, Default)]
 pub struct StateFilter {
     pub migration_id: Option<String>,
+    /// Any of these migrations (empty: no restriction).
+    pub migration_ids: Vec<String>,
     pub schema: Option<String>,
     pub connection: Option<String>,
     pub status: Option<Status>,
+    /// Most recently updated first (default: by migration id, then schema).
+    pub newest_first: bool,
     pub limit: Option<i64>,
+}
+
+/// How many schemas of a migration are in one status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StatusCount {
+    pub migration_id: String,
+    pub status: Status,
+    pub count: i64,
+    pub last_applied_at: Option<DateTime<Utc>>,
+    pub last_updated_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -322,6 +336,8 @@ pub trait StateStore: Send + Sync {
     /// Current state rows, optionally for some connections only.
     async fn snapshot(&self, connections: Option<&[String]>) -> Result<Vec<StateRow>>;
     async fn states(&self, filter: &StateFilter) -> Result<Vec<StateRow>>;
+    /// Per migration and status, how many schemas (for lists and aggregate statuses).
+    async fn status_counts(&self, migration_ids: Option<&[String]>) -> Result<Vec<StatusCount>>;
     async fn history(&self, filter: &HistoryFilter) -> Result<Vec<HistoryRow>>;
     /// Record the catalogue on disk: add new migrations, update changed ones, mark vanished
     /// ones missing. Never deletes.

@@ -7,7 +7,7 @@
 use crate::schema;
 use crate::{
     CatalogRow, Event, HistoryFilter, HistoryRow, Result, RunRecord, StateBackend, StateConfig, StateError, StateFilter, StateRow,
-    StateStore, SyncReport,
+    StateStore, StatusCount, SyncReport,
 };
 use async_trait::async_trait;
 use bfm_core::{Checksum, Status};
@@ -635,9 +635,14 @@ impl StateStore for SqlStateStore {
                 binds.push(v.clone());
             }
         }
+        if !f.migration_ids.is_empty() {
+            conds.push(format!("migration_id IN ({})", vec!["?"; f.migration_ids.len()].join(", ")));
+            binds.extend(f.migration_ids.iter().cloned());
+        }
         let filter = if conds.is_empty() { String::new() } else { format!(" WHERE {}", conds.join(" AND ")) };
         let limit = f.limit.map(|l| format!(" LIMIT {}", l.max(0))).unwrap_or_default();
-        let sql = self.q(&format!("SELECT * FROM {{bfm_state}}{filter} ORDER BY migration_id, schema_name{limit}"));
+        let order = if f.newest_first { "updated_at DESC, migration_id, schema_name" } else { "migration_id, schema_name" };
+        let sql = self.q(&format!("SELECT * FROM {{bfm_state}}{filter} ORDER BY {order}{limit}"));
         on_pool!(self, p => {
             let mut q = sqlx::query(AssertSqlSafe(sql));
             for b in &binds {
@@ -647,6 +652,36 @@ impl StateStore for SqlStateStore {
             let mut out = Vec::with_capacity(rows.len());
             for r in &rows {
                 out.push(decode_state!(r));
+            }
+            Ok(out)
+        })
+    }
+
+    async fn status_counts(&self, migration_ids: Option<&[String]>) -> Result<Vec<StatusCount>> {
+        let ids = migration_ids.unwrap_or(&[]);
+        if migration_ids.is_some() && ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let filter = if ids.is_empty() { String::new() } else { format!(" WHERE migration_id IN ({})", vec!["?"; ids.len()].join(", ")) };
+        let sql = self.q(&format!(
+            "SELECT migration_id, status, COUNT(*) AS n, MAX(applied_at) AS last_applied_at, MAX(updated_at) AS last_updated_at \
+             FROM {{bfm_state}}{filter} GROUP BY migration_id, status"
+        ));
+        on_pool!(self, p => {
+            let mut q = sqlx::query(AssertSqlSafe(sql));
+            for id in ids {
+                q = q.bind(id.clone());
+            }
+            let rows = q.fetch_all(p).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(StatusCount {
+                    migration_id: r.try_get("migration_id")?,
+                    status: status_of(&r.try_get::<String, _>("status")?)?,
+                    count: r.try_get("n")?,
+                    last_applied_at: r.try_get("last_applied_at")?,
+                    last_updated_at: r.try_get("last_updated_at")?,
+                });
             }
             Ok(out)
         })
