@@ -43,6 +43,8 @@ pub enum Command {
     New(NewArgs),
     /// Validate a migration tree; exits non-zero with `file:line: message` for every problem.
     Check(CheckArgs),
+    /// Serve the HTTP API (BfM-compatible routes, OpenAPI, metrics) and run auto-migrate.
+    Serve(ServeArgs),
     /// Print the version.
     Version,
 }
@@ -177,6 +179,23 @@ pub struct NewArgs {
     /// Fixed schema to declare in the header.
     #[arg(long)]
     pub schema: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Development mode: without BFM_API_TOKEN, generate a token and print it once; listen on
+    /// 127.0.0.1 unless --host says otherwise.
+    #[arg(long)]
+    pub dev: bool,
+    /// HTTP port (env BFM_HTTP_PORT, default 7070).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Address to listen on (env BFM_HTTP_HOST, default 0.0.0.0).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Do not reload the catalogue when files change.
+    #[arg(long)]
+    pub no_watch: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -56,7 +56,7 @@ impl Progress {
                         eprintln!("{:>7} {}: {}", style("failed").red().bold(), e.id, e.message);
                     }
                     let step = (e.total / 10).max(1);
-                    if finished % step == 0 || finished == e.total {
+                    if finished.is_multiple_of(step) || finished == e.total {
                         eprintln!(
                             "{finished}/{} steps ({}%): {} done, {} failed, {} not run",
                             e.total, e.progress, e.done, e.failed, e.skipped

@@ -153,10 +153,23 @@ impl Service {
         Ok(MigrateResponse { success: report.success, applied: report.applied, skipped: report.skipped, errors: report.errors })
     }
 
+    /// The selection of a request: its target, and the request's connection when the target
+    /// names none (a request is about one connection; dependencies elsewhere are still pulled in).
+    fn request_selector(target: Option<&MigrationTarget>, connection: &str) -> Result<Selector> {
+        let mut s = Self::selector(target)?;
+        s.connection.get_or_insert_with(|| connection.to_string());
+        Ok(s)
+    }
+
     /// `POST /api/v1/migrations/up`.
-    pub async fn migrate_up(&self, req: MigrateUpRequest, context: ExecutionContext, sink: Option<ProgressSink>) -> Result<MigrateResponse> {
-        self.require_connection(&req.connection)?;
-        let selector = Self::selector(req.target.as_ref())?;
+    pub async fn migrate_up(
+        &self,
+        req: MigrateUpRequest,
+        context: ExecutionContext,
+        sink: Option<ProgressSink>,
+    ) -> Result<MigrateResponse> {
+        let connection = self.require_connection(&req.connection)?;
+        let selector = Self::request_selector(req.target.as_ref(), &connection)?;
         Self::validate_schemas("schemas", &req.schemas)?;
         let mut plan = PlanRequest::up(selector);
         plan.schemas = req.schemas.clone();
@@ -170,8 +183,8 @@ impl Service {
 
     /// `POST /api/v1/migrate`: one schema, an environment.
     pub async fn migrate(&self, req: MigrateRequest, context: ExecutionContext, sink: Option<ProgressSink>) -> Result<MigrateResponse> {
-        self.require_connection(&req.connection)?;
-        let selector = Self::selector(req.target.as_ref())?;
+        let connection = self.require_connection(&req.connection)?;
+        let selector = Self::request_selector(req.target.as_ref(), &connection)?;
         let schemas: Vec<String> = non_empty(&req.schema).map(|s| vec![s.to_string()]).unwrap_or_default();
         Self::validate_schemas("schema", &schemas).map_err(|e| ServiceError::bad_request(e.message.replace("schema[0]", "schema")))?;
         let mut plan = PlanRequest::up(selector);
@@ -205,7 +218,15 @@ impl Service {
     }
 
     /// Shared by down and rollback. Returns the response and whether nothing was applied.
-    async fn down(&self, m: &Migration, schemas: Vec<String>, dry_run: bool, op: Operation, context: ExecutionContext, command: &str) -> Result<(MigrateResponse, bool)> {
+    async fn down(
+        &self,
+        m: &Migration,
+        schemas: Vec<String>,
+        dry_run: bool,
+        op: Operation,
+        context: ExecutionContext,
+        command: &str,
+    ) -> Result<(MigrateResponse, bool)> {
         if m.is_dynamic() && m.kind.has_schemas() && schemas.is_empty() && !m.kind.runs_dynamic_without_schema() {
             return Err(ServiceError::bad_request(format!("schemas: {} runs per tenant; name the schemas to roll back", m.id)));
         }
@@ -226,7 +247,11 @@ impl Service {
             return Ok((
                 MigrateResponse {
                     success: errors.is_empty(),
-                    applied: if dry_run { prepared.plan.steps.iter().map(|s| format!("{} (dry-run)", s.display_id())).collect() } else { Vec::new() },
+                    applied: if dry_run {
+                        prepared.plan.steps.iter().map(|s| format!("{} (dry-run)", s.display_id())).collect()
+                    } else {
+                        Vec::new()
+                    },
                     skipped: not_applied,
                     errors,
                 },
@@ -248,7 +273,10 @@ impl Service {
         Self::validate_schemas("schemas", &req.schemas)?;
         if m.down.is_none() {
             let msg = "migration does not have rollback SQL".to_string();
-            return Ok((RollbackResponse { success: false, message: msg.clone(), applied: Vec::new(), skipped: Vec::new(), errors: vec![msg] }, false));
+            return Ok((
+                RollbackResponse { success: false, message: msg.clone(), applied: Vec::new(), skipped: Vec::new(), errors: vec![msg] },
+                false,
+            ));
         }
         let mut schemas = req.schemas.clone();
         if schemas.is_empty() {
@@ -305,10 +333,13 @@ impl Service {
         let catalog = self.engine.catalog();
         let tags: Vec<String> = non_empty(&q.tag).map(|t| t.split(',').map(str::to_string).collect()).unwrap_or_default();
         let tag_filter = TagFilter::parse(&tags).map_err(|e| ServiceError::bad_request(format!("tag: {e}")))?;
-        if let Some(s) = non_empty(&q.status) {
-            if Status::parse(s).is_none() && s != "missing" {
-                return Err(ServiceError::bad_request(format!("status: unknown status {s:?} (pending, applied, failed, rolled_back, running, missing)")));
-            }
+        if let Some(s) = non_empty(&q.status)
+            && Status::parse(s).is_none()
+            && s != "missing"
+        {
+            return Err(ServiceError::bad_request(format!(
+                "status: unknown status {s:?} (pending, applied, failed, rolled_back, running, missing)"
+            )));
         }
         let selector = Selector {
             backend: non_empty(&q.backend).map(str::to_string),
@@ -410,7 +441,11 @@ impl Service {
 
     /// All state rows of a migration, optionally in one schema.
     async fn rows(&self, id: &str, schema: Option<&str>) -> Result<Vec<StateRow>> {
-        Ok(self.engine.state().states(&StateFilter { migration_id: Some(id.to_string()), schema: schema.map(str::to_string), ..Default::default() }).await?)
+        Ok(self
+            .engine
+            .state()
+            .states(&StateFilter { migration_id: Some(id.to_string()), schema: schema.map(str::to_string), ..Default::default() })
+            .await?)
     }
 
     /// Resolve an id against the catalogue, then against migrations known only to the state
@@ -564,7 +599,11 @@ impl Service {
     pub async fn executions(&self, id: &str) -> Result<ExecutionsResponse> {
         let executions = match self.known(id).await {
             Ok((base, schema, _)) => {
-                let rows = self.engine.state().states(&StateFilter { migration_id: Some(base), schema, newest_first: true, ..Default::default() }).await?;
+                let rows = self
+                    .engine
+                    .state()
+                    .states(&StateFilter { migration_id: Some(base), schema, newest_first: true, ..Default::default() })
+                    .await?;
                 rows.into_iter().map(Self::execution).collect()
             }
             Err(e) if e.kind == ErrorKind::NotFound => Vec::new(),
@@ -617,7 +656,11 @@ impl Service {
     /// `GET /api/v1/migrations/skipped/recent?limit=N` (default 5).
     pub async fn recent_skipped(&self, limit: Option<i64>) -> Result<SkippedResponse> {
         let limit = limit.filter(|l| *l > 0).unwrap_or(5).min(1000);
-        let rows = self.engine.state().history(&HistoryFilter { operation: Some(Operation::Skip), limit: Some(limit), ..Default::default() }).await?;
+        let rows = self
+            .engine
+            .state()
+            .history(&HistoryFilter { operation: Some(Operation::Skip), limit: Some(limit), ..Default::default() })
+            .await?;
         Ok(SkippedResponse { migration_id: None, skipped: rows.into_iter().map(Self::skipped_item).collect() })
     }
 
@@ -625,7 +668,12 @@ impl Service {
     /// request); migrations that disappeared are kept with their history, as `missing`.
     pub async fn reindex(&self) -> Result<ReindexResponse> {
         let report = self.engine.reload().await?;
-        Ok(ReindexResponse { added: report.sync.added, removed: report.sync.missing, updated: report.sync.updated, total: report.sync.total })
+        Ok(ReindexResponse {
+            added: report.sync.added,
+            removed: report.sync.missing,
+            updated: report.sync.updated,
+            total: report.sync.total,
+        })
     }
 
     /// Readiness: the state store and every connection, each with a short timeout.
