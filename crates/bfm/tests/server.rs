@@ -362,3 +362,69 @@ fn serve_refuses_to_start_without_a_token() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("BFM_API_TOKEN is not set"));
 }
+
+#[tokio::test]
+async fn auto_migrate_at_start_up_watcher_reload_and_cors() {
+    let db = PgDb::new().await;
+    let dir_holder = tempfile::tempdir().unwrap();
+    let root = dir_holder.path().to_path_buf();
+    let mut env = pg_env(&db);
+    env.push(("BFM_AUTO_MIGRATE", "true".into()));
+    env.push(("BFM_AUTO_MIGRATE_CONNECTIONS", "CORE".into()));
+    env.push(("BFM_CORS_ORIGINS", "https://dash.example.com".into()));
+    let s = start(&env, |r| {
+        tree(r);
+        std::fs::write(root.join("sfm_root"), r.display().to_string()).unwrap();
+    })
+    .await;
+    let sfm_root = std::fs::read_to_string(root.join("sfm_root")).unwrap();
+    // Auto-migrate applies the fixed-schema migrations of the listed connections.
+    let start_t = Instant::now();
+    loop {
+        let (_, st) = s.call("GET", "/api/v1/migrations/20250102000000_tagged_postgresql_core/status", None).await;
+        if st["status"] == "applied" {
+            break;
+        }
+        assert!(start_t.elapsed() < Duration::from_secs(15), "auto-migrate did not run: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (_, h) = s.call("GET", "/api/v1/migrations/20250102000000_tagged_postgresql_core/history", None).await;
+    assert_eq!(h["history"][0]["execution_method"], "auto_migrate");
+    assert_eq!(h["history"][0]["executed_by"], "bfm-server");
+
+    // A new file is picked up by the watcher; a removed one becomes `missing`, history kept.
+    write(Path::new(&sfm_root), "sfm/postgresql/core/20250105000000_new.up.sql", "-- bfm-schema: core\nSELECT 1;");
+    std::fs::remove_file(Path::new(&sfm_root).join("sfm/postgresql/core/20250102000000_tagged.up.sql")).unwrap();
+    let start_t = Instant::now();
+    loop {
+        let (_, l) = s.call("GET", "/api/v1/migrations?connection=core", None).await;
+        let names: Vec<(String, String)> = l["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| (i["name"].as_str().unwrap().to_string(), i["status"].as_str().unwrap().to_string()))
+            .collect();
+        if names.contains(&("new".into(), "pending".into())) && names.contains(&("tagged".into(), "missing".into())) {
+            break;
+        }
+        assert!(start_t.elapsed() < Duration::from_secs(15), "reload not seen: {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (code, h) = s.call("GET", "/api/v1/migrations/20250102000000_tagged_postgresql_core/history", None).await;
+    assert_eq!(code, 200, "{h}");
+    assert_eq!(h["history"].as_array().unwrap().len(), 1);
+
+    // CORS: only the allowed origin, and no credentials wildcard.
+    let pre = |origin: &str| {
+        s.client
+            .request(reqwest::Method::OPTIONS, format!("{}/api/v1/migrations", s.base))
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let ok = pre("https://dash.example.com").await.unwrap();
+    assert_eq!(ok.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("https://dash.example.com"));
+    let other = pre("https://evil.example.com").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none());
+}
