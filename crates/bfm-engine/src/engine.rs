@@ -25,6 +25,26 @@ pub enum EngineError {
     Invalid(String),
 }
 
+/// How a request picks the schemas (tenants) of per-tenant migrations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemaSelection {
+    /// Named schemas.
+    pub names: Vec<String>,
+    /// Every schema of the connection matching this SQL `LIKE` pattern (`cli_%`).
+    pub pattern: Option<String>,
+    /// The schemas returned by the connection's tenant query (`{CONN}_TENANT_QUERY`).
+    pub tenants: bool,
+}
+
+/// Check a `LIKE` pattern for schema names: letters, digits, `_` and `%` only.
+pub fn validate_schema_pattern(pattern: &str) -> Result<(), String> {
+    if !pattern.is_empty() && pattern.len() <= 63 && pattern.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '%') {
+        Ok(())
+    } else {
+        Err(format!("invalid schema pattern {pattern:?}: use letters, digits, `_` and `%` (as in SQL LIKE)"))
+    }
+}
+
 /// What reloading the catalogue found.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReloadReport {
@@ -198,6 +218,46 @@ impl Engine {
             Lookup::NotFound => Err(EngineError::NotFound(id.to_string())),
             Lookup::Ambiguous(candidates) => Err(EngineError::Ambiguous { id: id.to_string(), candidates }),
         }
+    }
+
+    /// The schemas a selection names, resolved against the connection (patterns, tenant
+    /// query), validated and without duplicates, in order. Names from the target that are not
+    /// valid schema names are left out with a warning.
+    pub async fn select_schemas(&self, connection: &str, sel: &SchemaSelection) -> Result<Vec<String>, EngineError> {
+        let mut out: Vec<String> = Vec::new();
+        for s in &sel.names {
+            bfm_core::validate_schema_name(s).map_err(EngineError::Invalid)?;
+            out.push(s.clone());
+        }
+        let mut found: Vec<String> = Vec::new();
+        if let Some(p) = &sel.pattern {
+            validate_schema_pattern(p).map_err(EngineError::Invalid)?;
+            found.extend(self.target(connection).await?.list_schemas(p).await?);
+        }
+        if sel.tenants {
+            let query = self
+                .config
+                .connections
+                .get(connection)
+                .and_then(|c| c.extra("tenant_query"))
+                .ok_or_else(|| {
+                    EngineError::Invalid(format!(
+                        "connection {connection} has no tenant query: set {}_TENANT_QUERY",
+                        connection.to_uppercase()
+                    ))
+                })?
+                .to_string();
+            found.extend(self.target(connection).await?.query_schemas(&query).await?);
+        }
+        for s in found {
+            match bfm_core::validate_schema_name(&s) {
+                Ok(()) => out.push(s),
+                Err(e) => tracing::warn!(connection, schema = %s, "left out: {e}"),
+            }
+        }
+        let mut seen = HashSet::new();
+        out.retain(|s| seen.insert(s.clone()));
+        Ok(out)
     }
 
     /// Connections a request can touch: the selected migrations' and, transitively, those of

@@ -12,7 +12,7 @@ mod status;
 
 pub use config::{Config, ConfigError, Overrides};
 pub use context::{executing_user, host_name};
-pub use engine::{Engine, EngineError, Observer, Prepared, ReloadReport};
+pub use engine::{Engine, EngineError, Observer, Prepared, ReloadReport, SchemaSelection, validate_schema_pattern};
 pub use execute::{ProgressEvent, ProgressSink, RunOptions, RunReport, StepOutcomeKind, StepResult, render_step};
 pub use reconcile::ReconcileReport;
 pub use service::{ErrorKind, Service, ServiceError};

@@ -148,6 +148,23 @@ pub trait Target: Send + Sync {
     }
     /// Every ledger row of this target (or only those written by `run_id`).
     async fn ledger_rows(&self, run_id: Option<&str>) -> Result<Vec<LedgerEntry>, TargetError>;
+    /// Schemas (tenants) of this target whose name matches a SQL `LIKE` pattern (system
+    /// schemas and bfm's own excluded), sorted.
+    async fn list_schemas(&self, pattern: &str) -> Result<Vec<String>, TargetError> {
+        let _ = pattern;
+        Err(TargetError::Other {
+            connection: self.name().to_string(),
+            message: format!("listing schemas is not supported on {}", self.kind()),
+        })
+    }
+    /// Run a configured query that returns tenant schema names in its first column.
+    async fn query_schemas(&self, sql: &str) -> Result<Vec<String>, TargetError> {
+        let _ = sql;
+        Err(TargetError::Other {
+            connection: self.name().to_string(),
+            message: format!("tenant queries are not supported on {}", self.kind()),
+        })
+    }
     async fn close(&self);
 }
 

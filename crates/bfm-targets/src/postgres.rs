@@ -276,6 +276,23 @@ impl Target for PgTarget {
         rows.iter().map(ledger_entry).collect::<Result<_, _>>().map_err(|e| self.shared.err(e))
     }
 
+    async fn list_schemas(&self, pattern: &str) -> Result<Vec<String>, TargetError> {
+        sqlx::query_scalar(
+            "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1 AND nspname NOT LIKE 'pg\\_%' \
+             AND nspname <> 'information_schema' AND nspname <> $2 ORDER BY 1",
+        )
+        .bind(pattern)
+        .bind(&self.shared.ledger_schema)
+        .fetch_all(&self.shared.pool)
+        .await
+        .map_err(|e| self.shared.err(e))
+    }
+
+    async fn query_schemas(&self, sql: &str) -> Result<Vec<String>, TargetError> {
+        let rows = sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_all(&self.shared.pool).await.map_err(|e| self.shared.err(e))?;
+        rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>().map_err(|e| self.shared.err(e))
+    }
+
     async fn close(&self) {
         self.shared.pool.close().await;
     }

@@ -63,6 +63,8 @@ pub enum Migrate {
     Retry(IdArgs),
     /// Accept the current script of an applied migration whose checksum changed.
     AcceptChecksum(IdArgs),
+    /// Print migration ids in dependency order (lowest version first among those ready).
+    Order(OrderArgs),
     /// Bring the state store in line with the targets' ledgers.
     Reconcile(ReconcileArgs),
 }
@@ -96,6 +98,12 @@ pub struct UpArgs {
     /// Schema (tenant) for per-tenant migrations; repeatable.
     #[arg(long = "schema", short = 's', value_name = "SCHEMA")]
     pub schemas: Vec<String>,
+    /// Also every schema of the connection matching this SQL LIKE pattern (e.g. 'cli_%').
+    #[arg(long, value_name = "PATTERN", requires = "connection")]
+    pub schema_pattern: Option<String>,
+    /// Also the schemas listed by the connection's tenant query ({CONN}_TENANT_QUERY).
+    #[arg(long, requires = "connection")]
+    pub tenants: bool,
     /// Print the plan without running anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -157,6 +165,15 @@ pub struct IdArgs {
     /// Only this schema.
     #[arg(long, short = 's')]
     pub schema: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct OrderArgs {
+    /// Migration ids (base id or {schema}_{id}).
+    #[arg(required = true, value_name = "ID")]
+    pub migrations: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -35,6 +35,10 @@ pub struct MigrateUpRequest {
     pub target: Option<MigrationTarget>,
     /// Execution schemas for per-tenant migrations.
     pub schemas: Vec<String>,
+    /// bfm: also every schema of the connection matching this SQL `LIKE` pattern (`cli_%`).
+    pub schema_pattern: Option<String>,
+    /// bfm: also the schemas listed by the connection's tenant query.
+    pub tenants: bool,
     pub dry_run: bool,
     pub ignore_dependencies: bool,
     /// bfm: run although applied migrations of the connection changed on disk.

@@ -171,11 +171,26 @@ impl Service {
         let connection = self.require_connection(&req.connection)?;
         let selector = Self::request_selector(req.target.as_ref(), &connection)?;
         Self::validate_schemas("schemas", &req.schemas)?;
+        let pattern = non_empty(&req.schema_pattern).map(str::to_string);
+        if let Some(p) = &pattern {
+            crate::validate_schema_pattern(p).map_err(|e| ServiceError::bad_request(format!("schema_pattern: {e}")))?;
+        }
+        let schemas = if pattern.is_some() || req.tenants {
+            let sel = crate::SchemaSelection { names: req.schemas.clone(), pattern, tenants: req.tenants };
+            self.engine.select_schemas(&connection, &sel).await.map_err(|e| match e {
+                EngineError::Invalid(m) => ServiceError::bad_request(m),
+                other => other.into(),
+            })?
+        } else {
+            req.schemas.clone()
+        };
+        let selected_none = schemas.is_empty() && (req.schema_pattern.is_some() || req.tenants);
         let mut plan = PlanRequest::up(selector);
-        plan.schemas = req.schemas.clone();
+        plan.schemas = schemas;
         plan.ignore_dependencies = req.ignore_dependencies;
         plan.allow_modified = req.allow_modified;
-        plan.missing_schema = MissingSchema::Error;
+        // A pattern that matches no tenant leaves nothing to do per tenant; not an error.
+        plan.missing_schema = if selected_none { MissingSchema::Skip } else { MissingSchema::Error };
         let mut options = RunOptions::new(context, "POST /api/v1/migrations/up");
         options.environment = req.environment.clone();
         self.up(plan, req.dry_run, options, sink).await

@@ -27,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Migrate::Retry(_) => "migrate retry",
                 Migrate::AcceptChecksum(_) => "migrate accept-checksum",
                 Migrate::Reconcile(_) => "migrate reconcile",
+                Migrate::Order(_) => "migrate order",
             };
             let engine = open_engine(&cli.global).await?;
             let ctx = cli_context(command, &engine);
@@ -42,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Migrate::Retry(a) => migrate::retry(&engine, a, ctx).await,
                 Migrate::AcceptChecksum(a) => migrate::accept_checksum(&engine, a, ctx).await,
                 Migrate::Reconcile(a) => migrate::reconcile(&engine, a).await,
+                Migrate::Order(a) => migrate::order(&engine, a),
             };
             engine.close().await;
             result
