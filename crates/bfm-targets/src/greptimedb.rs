@@ -443,6 +443,9 @@ impl Session for GreptimeSession {
         loop {
             self.claim(&name).await?;
             if !self.contested(&name).await? {
+                // Tidy up claims of holders that died (best effort).
+                let stale = format!("DELETE FROM bfm_locks WHERE name = {} AND expires_at < {}", D.quote_literal(&name), now_ms());
+                let _ = self.shared.sql(&self.shared.database, &stale).await;
                 self.locked = Some(name);
                 return Ok(backoff.elapsed());
             }
