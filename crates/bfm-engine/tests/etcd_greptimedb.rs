@@ -27,10 +27,7 @@ async fn etcd_migrations_through_the_engine() {
   {"key": "solution/environment", "value": "{{.Environment}}"}
 ]"#,
     );
-    t.write(
-        "etcd/metadata/20250101000000_feature_flags.down.json",
-        r#"[{"operation": "delete_prefix", "key": "solution/"}]"#,
-    );
+    t.write("etcd/metadata/20250101000000_feature_flags.down.json", r#"[{"operation": "delete_prefix", "key": "solution/"}]"#);
     t.write(
         "etcd/metadata/20250101000000_feature_flags.go",
         "package m\nvar M = &migrations.MigrationScript{Schema: \"/metadata/operations\", Tags: []string{\"team=platform\"}}\n",
@@ -48,12 +45,7 @@ async fn etcd_migrations_through_the_engine() {
     let e = engine(config(
         &t,
         &t.state_url(),
-        &[
-            ("METADATA_BACKEND", "etcd"),
-            ("METADATA_ENDPOINTS", &endpoints),
-            ("METADATA_PREFIX", &prefix),
-            ("BFM_ENVIRONMENT", "staging"),
-        ],
+        &[("METADATA_BACKEND", "etcd"), ("METADATA_ENDPOINTS", &endpoints), ("METADATA_PREFIX", &prefix), ("BFM_ENVIRONMENT", "staging")],
     ))
     .await;
     let r = up(&e, "metadata", &["tenant_a", "tenant_b"]).await;
@@ -82,11 +74,7 @@ async fn etcd_migrations_through_the_engine() {
     assert_eq!(get("tenant_b/settings/tenant").as_deref(), Some("tenant_b"));
     assert_eq!(get("tenant_a/settings/plan"), None, "the failed guard changed nothing");
     assert!(get("__bfm/ledger/metadata/operations/20250101000000_feature_flags_etcd_metadata").is_some());
-    let st = e
-        .state()
-        .states(&bfm_state::StateFilter { status: Some(Status::Failed), ..Default::default() })
-        .await
-        .unwrap();
+    let st = e.state().states(&bfm_state::StateFilter { status: Some(Status::Failed), ..Default::default() }).await.unwrap();
     assert_eq!(st.len(), 2);
     assert!(st.iter().all(|s| !s.partial), "{st:?}");
 
@@ -96,7 +84,8 @@ async fn etcd_migrations_through_the_engine() {
     assert_eq!(r.skipped.len(), 3, "{r:?}");
 
     // Down for one tenant.
-    let sel = Selector { ids: vec![("20250102000000_tenant_settings_etcd_metadata".into(), Some("tenant_a".into()))], ..Default::default() };
+    let sel =
+        Selector { ids: vec![("20250102000000_tenant_settings_etcd_metadata".into(), Some("tenant_a".into()))], ..Default::default() };
     let r = run(&e, PlanRequest::down(sel)).await;
     assert_eq!(r.applied, vec!["tenant_a_20250102000000_tenant_settings_etcd_metadata"], "{r:?}");
     let keys = etcd_keys(&prefix).await;
@@ -131,8 +120,8 @@ async fn greptimedb_migrations_resume_after_retry() {
         ),
     );
     let port = mock.port.to_string();
-    let e = engine(config(&t, &t.state_url(), &[("LOGS_BACKEND", "greptimedb"), ("LOGS_DB_HOST", "127.0.0.1"), ("LOGS_DB_PORT", &port)]))
-        .await;
+    let e =
+        engine(config(&t, &t.state_url(), &[("LOGS_BACKEND", "greptimedb"), ("LOGS_DB_HOST", "127.0.0.1"), ("LOGS_DB_PORT", &port)])).await;
     let r = up(&e, "logs", &["tenant_a"]).await;
     assert_eq!(r.applied, vec!["tenant_a_20250101000000_create_app_logs_greptimedb_logs"], "{r:?}");
     assert!(mock.databases().contains(&"tenant_a".to_string()), "the database is created on demand");

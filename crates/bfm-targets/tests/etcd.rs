@@ -103,7 +103,8 @@ async fn apply_rerun_and_down_in_one_transaction_with_the_ledger() {
     assert_eq!(e.get("tenant_a/version").await.as_deref(), Some("changed-by-someone"));
 
     // Down: the script and the ledger deletion, together.
-    let mut down = script("m1_etcd_metadata", r#"[{"operation":"delete","key":"flags/zero_downtime"},{"operation":"delete","key":"version"}]"#);
+    let mut down =
+        script("m1_etcd_metadata", r#"[{"operation":"delete","key":"flags/zero_downtime"},{"operation":"delete","key":"version"}]"#);
     down.checksum = up.checksum.clone();
     s.apply(&step(&down, "tenant_a", Direction::Down)).await.unwrap();
     assert_eq!(e.get("tenant_a/version").await, None);
@@ -160,10 +161,7 @@ async fn delete_prefix_and_puts_under_it_and_the_reserved_area_survives() {
         e.put(&format!("t1/{k}"), "v").await;
     }
     let mut s = e.target.session("run-1").await.unwrap();
-    let m = script(
-        "m4",
-        r#"[{"key":"cache/x","value":"1"},{"operation":"delete_prefix","key":"cache/"},{"key":"cache/new","value":"2"}]"#,
-    );
+    let m = script("m4", r#"[{"key":"cache/x","value":"1"},{"operation":"delete_prefix","key":"cache/"},{"key":"cache/new","value":"2"}]"#);
     s.apply(&step(&m, "t1", Direction::Up)).await.unwrap();
     let mut keys = e.keys().await;
     keys.sort();

@@ -46,7 +46,8 @@ fn step<'a>(s: &'a Script, schema: &'a str, direction: Direction, resume_from: u
     }
 }
 
-const LOGS: &str = "CREATE TABLE IF NOT EXISTS app_logs (host STRING, level STRING, message STRING, ts TIMESTAMP TIME INDEX, PRIMARY KEY (host, level));
+const LOGS: &str =
+    "CREATE TABLE IF NOT EXISTS app_logs (host STRING, level STRING, message STRING, ts TIMESTAMP TIME INDEX, PRIMARY KEY (host, level));
 INSERT INTO app_logs VALUES ('h1', 'info', 'ready', 0);
 INSERT INTO app_logs VALUES ('h2', 'info', 'ready', 0);";
 
@@ -190,7 +191,9 @@ async fn lease_row_locks_contend_and_release() {
     assert!(!mock.rows("public", "bfm_locks").iter().any(|r| r["owner"] == "dead"), "stale claims are tidied up");
     c.unlock().await.unwrap();
     // While a live claim exists, nobody else gets in.
-    gt.sql("public", "INSERT INTO bfm_locks (name, owner, expires_at, ts) VALUES ('logs\u{1f}s', 'alive', 99999999999999, 0)").await.unwrap();
+    gt.sql("public", "INSERT INTO bfm_locks (name, owner, expires_at, ts) VALUES ('logs\u{1f}s', 'alive', 99999999999999, 0)")
+        .await
+        .unwrap();
     assert!(c.lock("s", Duration::from_millis(200)).await.is_err());
     assert!(mock.rows("public", "bfm_locks").iter().all(|r| r["owner"] != serde_json::Value::String("run-c".into())));
 }

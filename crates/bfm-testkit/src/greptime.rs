@@ -162,7 +162,11 @@ fn percent_decode(s: &str) -> String {
 }
 
 fn form(s: &str) -> BTreeMap<String, String> {
-    s.split('&').filter(|p| !p.is_empty()).map(|p| p.split_once('=').unwrap_or((p, ""))).map(|(k, v)| (percent_decode(k), percent_decode(v))).collect()
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+        .collect()
 }
 
 async fn serve(mut conn: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
@@ -455,7 +459,10 @@ fn execute(s: &mut State, db: &str, sql: &str) -> Result<Value, String> {
                 .iter()
                 .flat_map(|(d, ts)| {
                     ts.iter().map(move |t| {
-                        Row::from([("table_schema".to_string(), Value::String(d.clone())), ("table_name".to_string(), Value::String(t.clone()))])
+                        Row::from([
+                            ("table_schema".to_string(), Value::String(d.clone())),
+                            ("table_name".to_string(), Value::String(t.clone())),
+                        ])
                     })
                 })
                 .collect()
