@@ -70,7 +70,8 @@ impl ConnectionConfig {
     pub fn is_ready(&self) -> bool {
         match self.kind {
             BackendKind::Sqlite => self.url.is_some() || self.database.is_some() || self.extra("path").is_some(),
-            BackendKind::Etcd => self.extra("endpoints").is_some() || (self.host.is_some() && self.port.is_some()),
+            // etcd: endpoints, a URL, or a host (port 2379 by default).
+            BackendKind::Etcd => self.extra("endpoints").is_some() || self.url.is_some() || self.host.is_some(),
             _ => self.url.is_some() || self.host.is_some(),
         }
     }
@@ -159,6 +160,18 @@ mod tests {
         assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
         assert_eq!(parse_duration("5 parsecs"), None);
         assert!(truthy(Some("TRUE")) && truthy(Some(" yes ")) && !truthy(Some("false")) && !truthy(None));
+    }
+
+    #[test]
+    fn readiness_per_backend() {
+        let mut e = ConnectionConfig::new("metadata", BackendKind::Etcd);
+        assert!(!e.is_ready());
+        e.extras.insert("endpoints".into(), "127.0.0.1:2379".into());
+        assert!(e.is_ready());
+        let mut g = ConnectionConfig::new("logs", BackendKind::Greptimedb);
+        assert!(!g.is_ready());
+        g.host = Some("gt".into());
+        assert!(g.is_ready());
     }
 
     #[test]

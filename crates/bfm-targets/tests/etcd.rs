@@ -155,6 +155,31 @@ async fn if_absent_seeds_once_and_keeps_what_exists() {
 }
 
 #[tokio::test]
+async fn a_concurrent_writer_on_a_guarded_key_makes_bfm_read_again() {
+    let e = env("race").await;
+    e.put("k", "w0").await;
+    // A writer hammers the guarded key for a while, then stops.
+    let (raw, key) = (e.raw.clone(), format!("{}k", e.prefix));
+    let writer = tokio::spawn(async move {
+        let mut raw = raw;
+        let until = Instant::now() + Duration::from_millis(150);
+        let mut n = 0;
+        while Instant::now() < until {
+            n += 1;
+            raw.put(key.as_str(), format!("w{n}"), None).await.unwrap();
+        }
+        n
+    });
+    let mut s = e.target.session("run-1").await.unwrap();
+    let m = script("m_race", r#"[{"key":"k","value":"seeded","if_absent":true},{"key":"other","value":"1"}]"#);
+    s.apply(&step(&m, "", Direction::Up)).await.unwrap();
+    let n = writer.await.unwrap();
+    assert_eq!(e.get("k").await, Some(format!("w{n}")), "the seed never overwrote the writer");
+    assert_eq!(e.get("other").await.as_deref(), Some("1"));
+    assert!(s.ledger("").await.unwrap().contains_key("m_race"));
+}
+
+#[tokio::test]
 async fn delete_prefix_and_puts_under_it_and_the_reserved_area_survives() {
     let e = env("prefix").await;
     for k in ["cache/a", "cache/b/c", "cachet", "other"] {
