@@ -461,9 +461,24 @@ pub fn render_step(step: &Step, environment: &str) -> Result<(String, Vec<String
         Direction::Down => m.down.as_ref().map(|d| d.text.clone()).ok_or_else(|| "no down script".to_string())?,
     };
     let vars = Vars { schema: &step.schema, connection: &m.connection, backend: &m.backend, version: m.version.as_str(), environment };
-    let dialect = m.kind.dialect().ok_or_else(|| format!("{} scripts are not supported by this build", m.kind))?;
+    let Some(dialect) = m.kind.dialect() else {
+        return render_json_step(&text, &vars);
+    };
     let rendered = template::render_sql(&text, dialect, &vars).map_err(|e| format!("template: {e}"))?;
     let statements = sql::split(&rendered, dialect).map_err(|e| format!("script: {e}"))?.into_iter().map(|s| s.text).collect();
+    Ok((rendered, statements))
+}
+
+/// An etcd script: JSON, with values JSON-escaped where they stand; one statement per operation
+/// (so a failure can name the operation).
+fn render_json_step(text: &str, vars: &Vars<'_>) -> Result<(String, Vec<String>), String> {
+    let rendered = template::render_json(text, vars).map_err(|e| format!("template: {e}"))?;
+    bfm_core::etcd_script::parse(&rendered).map_err(|e| format!("script: {e}"))?;
+    let statements = match serde_json::from_str::<serde_json::Value>(&rendered) {
+        Ok(serde_json::Value::Array(items)) => items.iter().map(|op| op.to_string()).collect(),
+        // BfM's single `key=value` form.
+        _ => vec![rendered.trim().to_string()],
+    };
     Ok((rendered, statements))
 }
 

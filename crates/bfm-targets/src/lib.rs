@@ -11,12 +11,14 @@
 //! trusts under the lock and what the state store is reconciled from after a crash.
 
 mod config;
+pub mod etcd;
+pub mod greptimedb;
 mod lock;
 pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
-pub use config::{ConnectionConfig, PoolSettings, redact_url};
+pub use config::{ConnectionConfig, PoolSettings, parse_duration, redact_url, truthy};
 pub use lock::lock_key;
 
 use async_trait::async_trait;
@@ -194,9 +196,29 @@ pub async fn connect(config: &ConnectionConfig) -> Result<Arc<dyn Target>, Targe
         BackendKind::Postgresql => Ok(Arc::new(postgres::PgTarget::new(config)?)),
         BackendKind::Mysql => Ok(Arc::new(mysql::MySqlTarget::new(config)?)),
         BackendKind::Sqlite => Ok(Arc::new(sqlite::SqliteTarget::new(config)?)),
-        other => {
-            Err(TargetError::Config { connection: config.name.clone(), message: format!("backend {other} is not supported by this build") })
-        }
+        BackendKind::Greptimedb => Ok(Arc::new(greptimedb::GreptimeTarget::new(config)?)),
+        BackendKind::Etcd => Ok(Arc::new(etcd::EtcdTarget::new(config)?)),
+    }
+}
+
+/// Validate a schema given in a request (CLI flag, HTTP body, gRPC field) for a backend, before
+/// anything runs: the same rule everywhere (`^[A-Za-z_][A-Za-z0-9_]{0,62}$`), and on etcd a
+/// schema may not name bfm's reserved prefix. Declared schemas (in migration files) are checked
+/// when the catalogue is loaded instead.
+pub fn validate_request_schema(kind: BackendKind, schema: &str) -> Result<(), String> {
+    bfm_core::validate_schema_name(schema)?;
+    match kind {
+        BackendKind::Etcd => bfm_core::etcd_script::check_schema(schema),
+        _ => Ok(()),
+    }
+}
+
+/// Make sure a rustls crypto provider is installed for the process: bfm uses `ring` everywhere
+/// (sqlx, tonic, reqwest). The `bfm` binary installs it at start; this covers library users
+/// and tests. Installing twice is harmless.
+pub(crate) fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 
