@@ -131,6 +131,18 @@ impl Service {
         Ok(())
     }
 
+    /// Schema names from a request, checked with the general rule and the backend's own (an
+    /// etcd schema may not reach bfm's reserved keys).
+    fn validate_schemas_for(&self, connection: &str, field: &str, schemas: &[String]) -> Result<()> {
+        Self::validate_schemas(field, schemas)?;
+        if let Some(kind) = self.engine.config().connections.get(connection).map(|c| c.kind) {
+            for (i, s) in schemas.iter().enumerate() {
+                bfm_targets::validate_request_schema(kind, s).map_err(|e| ServiceError::bad_request(format!("{field}[{i}]: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
     fn require_connection(&self, connection: &Option<String>) -> Result<String> {
         let c = non_empty(connection).ok_or_else(|| ServiceError::bad_request("connection: is required"))?;
         self.engine.ensure_connection(c).map_err(|e| ServiceError::bad_request(format!("connection: {e}")))?;
@@ -170,7 +182,7 @@ impl Service {
     ) -> Result<MigrateResponse> {
         let connection = self.require_connection(&req.connection)?;
         let selector = Self::request_selector(req.target.as_ref(), &connection)?;
-        Self::validate_schemas("schemas", &req.schemas)?;
+        self.validate_schemas_for(&connection, "schemas", &req.schemas)?;
         let pattern = non_empty(&req.schema_pattern).map(str::to_string);
         if let Some(p) = &pattern {
             crate::validate_schema_pattern(p).map_err(|e| ServiceError::bad_request(format!("schema_pattern: {e}")))?;
@@ -201,7 +213,7 @@ impl Service {
         let connection = self.require_connection(&req.connection)?;
         let selector = Self::request_selector(req.target.as_ref(), &connection)?;
         let schemas: Vec<String> = non_empty(&req.schema).map(|s| vec![s.to_string()]).unwrap_or_default();
-        Self::validate_schemas("schema", &schemas).map_err(|e| ServiceError::bad_request(e.message.replace("schema[0]", "schema")))?;
+        self.validate_schemas_for(&connection, "schema", &schemas).map_err(|e| ServiceError::bad_request(e.message.replace("schema[0]", "schema")))?;
         let mut plan = PlanRequest::up(selector);
         plan.schemas = schemas;
         plan.ignore_dependencies = req.ignore_dependencies;
@@ -223,7 +235,7 @@ impl Service {
     pub async fn migrate_down(&self, req: MigrateDownRequest, context: ExecutionContext) -> Result<MigrateResponse> {
         let id = non_empty(&req.migration_id).ok_or_else(|| ServiceError::bad_request("migration_id: is required"))?;
         let (m, prefixed) = self.resolve(id)?;
-        Self::validate_schemas("schemas", &req.schemas)?;
+        self.validate_schemas_for(&m.connection, "schemas", &req.schemas)?;
         let mut schemas = req.schemas.clone();
         if schemas.is_empty() {
             schemas.extend(prefixed);
@@ -285,7 +297,7 @@ impl Service {
     /// back (BfM answers 400 then).
     pub async fn rollback(&self, id: &str, req: RollbackRequest, context: ExecutionContext) -> Result<(RollbackResponse, bool)> {
         let (m, prefixed) = self.resolve(id)?;
-        Self::validate_schemas("schemas", &req.schemas)?;
+        self.validate_schemas_for(&m.connection, "schemas", &req.schemas)?;
         if m.down.is_none() {
             let msg = "migration does not have rollback SQL".to_string();
             return Ok((
