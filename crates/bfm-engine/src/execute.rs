@@ -40,6 +40,9 @@ pub struct RunOptions {
     pub concurrency: Option<usize>,
     /// Append a `skip` history row for every selected step that was already applied.
     pub record_skips: bool,
+    /// Set to stop the run: chains finish their current step, release their locks and report
+    /// the rest as not run (a cancelled stream, a shutdown).
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl RunOptions {
@@ -51,6 +54,7 @@ impl RunOptions {
             down_operation: Operation::Down,
             concurrency: None,
             record_skips: true,
+            cancel: None,
         }
     }
 }
@@ -607,6 +611,9 @@ async fn run_locked(
         let step = &shared.steps[i];
         if shared.engine.is_stopping() {
             return Err("not run: bfm is shutting down".into());
+        }
+        if shared.options.cancel.as_ref().is_some_and(|c| c.load(Ordering::SeqCst)) {
+            return Err("not run: the run was cancelled".into());
         }
         // Prerequisites inside this chain ran earlier in this task; make sure they succeeded.
         if let Some(&p) = step.after.iter().find(|&&p| *shared.fates[p].borrow() != Fate::Succeeded) {
