@@ -143,3 +143,10 @@ mod tests {
         assert_eq!(with_database("postgres://h/db?sslmode=disable", "x"), "postgres://h/x?sslmode=disable");
     }
 }
+
+/// An HTTP client for tests. bfm uses rustls with the ring provider everywhere; install it
+/// first (installing twice is harmless).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}

@@ -76,7 +76,7 @@ async fn start(env: &[(&str, String)], setup: impl FnOnce(&Path)) -> Server {
         cmd.env(k, v);
     }
     let child = cmd.spawn().unwrap();
-    let server = Server { child, base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), _dir: dir };
+    let server = Server { child, base: format!("http://127.0.0.1:{port}"), client: bfm_testkit::http_client(), _dir: dir };
     let start = Instant::now();
     while server.client.get(format!("{}/health", server.base)).send().await.is_err() {
         assert!(start.elapsed() < Duration::from_secs(20), "server did not start");

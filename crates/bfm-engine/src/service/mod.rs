@@ -213,7 +213,8 @@ impl Service {
         let connection = self.require_connection(&req.connection)?;
         let selector = Self::request_selector(req.target.as_ref(), &connection)?;
         let schemas: Vec<String> = non_empty(&req.schema).map(|s| vec![s.to_string()]).unwrap_or_default();
-        self.validate_schemas_for(&connection, "schema", &schemas).map_err(|e| ServiceError::bad_request(e.message.replace("schema[0]", "schema")))?;
+        self.validate_schemas_for(&connection, "schema", &schemas)
+            .map_err(|e| ServiceError::bad_request(e.message.replace("schema[0]", "schema")))?;
         let mut plan = PlanRequest::up(selector);
         plan.schemas = schemas;
         plan.ignore_dependencies = req.ignore_dependencies;
