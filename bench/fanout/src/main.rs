@@ -49,7 +49,12 @@ fn parse_args() -> Args {
 }
 
 fn psql(server: &str, db: &str, args: &[&str]) {
-    let out = Command::new("psql").arg(format!("{server}/{db}")).args(["-X", "-q", "-v", "ON_ERROR_STOP=1"]).args(args).output().expect("run psql");
+    let out = Command::new("psql")
+        .arg(format!("{server}/{db}"))
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
+        .args(args)
+        .output()
+        .expect("run psql");
     assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
@@ -162,7 +167,10 @@ fn main() {
     let a = parse_args();
     assert!(a.bfm.is_file(), "bfm binary not found at {} (cargo build --release -p bfm, or set BFM_BIN)", a.bfm.display());
     let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    println!("bench-fanout: {} migrations per schema, {} rounds, bfm --concurrency {}, {cores} cores", a.migrations, a.rounds, a.concurrency);
+    println!(
+        "bench-fanout: {} migrations per schema, {} rounds, bfm --concurrency {}, {cores} cores",
+        a.migrations, a.rounds, a.concurrency
+    );
     println!();
     println!("| shape | schemas | floor: 2 psql sessions | floor: 4 psql sessions | bfm | bfm / best floor | goal |");
     println!("|---|---|---|---|---|---|---|");
@@ -172,7 +180,8 @@ fn main() {
             let tree = dir.path().join("sfm/postgresql/bench");
             std::fs::create_dir_all(&tree).expect("tree");
             for j in 1..=a.migrations {
-                std::fs::write(tree.join(format!("{}_m{j}.up.sql", 20250101000000u64 + j as u64)), body(shape, j)).expect("write migration");
+                std::fs::write(tree.join(format!("{}_m{j}.up.sql", 20250101000000u64 + j as u64)), body(shape, j))
+                    .expect("write migration");
             }
             let steps = (n * a.migrations) as f64;
             let db = format!("bench_fanout_{}", std::process::id());

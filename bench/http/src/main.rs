@@ -51,7 +51,11 @@ fn parse_args() -> Args {
 }
 
 fn psql(server: &str, db: &str, sql: &str) -> String {
-    let out = Command::new("psql").arg(format!("{server}/{db}")).args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]).output().expect("psql");
+    let out = Command::new("psql")
+        .arg(format!("{server}/{db}"))
+        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .expect("psql");
     assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
@@ -102,12 +106,26 @@ fn rss_kb(pid: u32) -> u64 {
 /// (requests/s, p50, p90, p99) from wrk's `--latency` report.
 fn wrk(port: u16, path: &str, seconds: u64) -> (f64, String, String, String) {
     let out = Command::new("wrk")
-        .args(["-t2", "-c16", &format!("-d{seconds}s"), "--latency", "-H", &format!("Authorization: Bearer {TOKEN}"), &format!("http://127.0.0.1:{port}{path}")])
+        .args([
+            "-t2",
+            "-c16",
+            &format!("-d{seconds}s"),
+            "--latency",
+            "-H",
+            &format!("Authorization: Bearer {TOKEN}"),
+            &format!("http://127.0.0.1:{port}{path}"),
+        ])
         .output()
         .expect("wrk (apt-get install wrk)");
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let pct = |p: &str| text.lines().find(|l| l.trim_start().starts_with(p)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("?").to_string();
-    let rps = text.lines().find(|l| l.starts_with("Requests/sec")).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let pct =
+        |p: &str| text.lines().find(|l| l.trim_start().starts_with(p)).and_then(|l| l.split_whitespace().nth(1)).unwrap_or("?").to_string();
+    let rps = text
+        .lines()
+        .find(|l| l.starts_with("Requests/sec"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
     assert!(!text.contains("Non-2xx"), "errors under load: {text}");
     (rps, pct("50%"), pct("90%"), pct("99%"))
 }
@@ -123,8 +141,11 @@ fn main() {
         if i < 10 {
             std::fs::create_dir_all(&p).expect("mkdir");
         }
-        std::fs::write(p.join(format!("{}_m{i}.up.sql", 20200101000000u64 + i as u64)), format!("-- bfm-schema: s{}\n-- bfm-tags: shard={}\nCREATE TABLE t{i} (id int);\n", i % 10, i % 7))
-            .expect("write");
+        std::fs::write(
+            p.join(format!("{}_m{i}.up.sql", 20200101000000u64 + i as u64)),
+            format!("-- bfm-schema: s{}\n-- bfm-tags: shard={}\nCREATE TABLE t{i} (id int);\n", i % 10, i % 7),
+        )
+        .expect("write");
     }
     let db = format!("bench_http_{}", std::process::id());
     psql(&a.server, "postgres", &format!("CREATE DATABASE {db}"));

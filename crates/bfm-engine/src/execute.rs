@@ -494,17 +494,7 @@ fn history(
     started: DateTime<Utc>,
     duration: Option<i64>,
 ) -> HistoryEntry {
-    HistoryEntry {
-        operation: op,
-        status: status.to_string(),
-        checksum,
-        error,
-        failed_statement: None,
-        failed_statement_index: None,
-        started_at: Some(started),
-        finished_at: Utc::now(),
-        duration_ms: duration,
-    }
+    HistoryEntry { checksum, error, started_at: Some(started), duration_ms: duration, ..HistoryEntry::new(op, status) }
 }
 
 async fn run_chain(shared: Arc<Shared>, chain: Chain) {
@@ -646,7 +636,7 @@ async fn run_step(
                 let ev = shared.event(
                     i,
                     Operation::Reconcile,
-                    Some(applied_state(Some(entry.checksum.clone()), Some(entry.applied_at), None, true)),
+                    Some(StateUpdate::applied(Some(entry.checksum.clone()), Some(entry.applied_at), None, true)),
                     Some(history(
                         Operation::Reconcile,
                         "applied",
@@ -674,7 +664,7 @@ async fn run_step(
                 let ev = shared.event(
                     i,
                     Operation::Reconcile,
-                    Some(rolled_back_state(row.and_then(|r| r.checksum.clone()))),
+                    Some(StateUpdate::rolled_back(row.and_then(|r| r.checksum.clone()))),
                     Some(history(
                         Operation::Reconcile,
                         "rolled_back",
@@ -719,15 +709,10 @@ async fn run_step(
             op,
             Some(StateUpdate {
                 status: Status::Running,
-                checksum: row.and_then(|r| r.checksum.clone()),
                 applied_at: None,
-                duration_ms: None,
-                error: None,
-                failed_statement: None,
-                failed_statement_index: None,
                 statements_done: resume_from as i64,
                 partial: true,
-                ledger: row.is_some_and(|r| r.ledger),
+                ..StateUpdate::applied(row.and_then(|r| r.checksum.clone()), None, None, row.is_some_and(|r| r.ledger))
             }),
             None,
         );
@@ -772,12 +757,12 @@ async fn run_step(
             let duration = clock.elapsed().as_millis() as i64;
             let (state, hist, outcome) = match step.direction {
                 Direction::Up => (
-                    applied_state(Some(m.checksum.clone()), Some(Utc::now()), Some(duration), true),
+                    StateUpdate::applied(Some(m.checksum.clone()), Some(Utc::now()), Some(duration), true),
                     history(op, "applied", Some(m.checksum.clone()), None, started_at, Some(duration)),
                     StepOutcomeKind::Applied,
                 ),
                 Direction::Down => (
-                    rolled_back_state(Some(m.checksum.clone())),
+                    StateUpdate::rolled_back(Some(m.checksum.clone())),
                     history(op, "rolled_back", None, None, started_at, Some(duration)),
                     StepOutcomeKind::RolledBack,
                 ),
@@ -812,21 +797,15 @@ fn fail_step(
     let state = if step.direction == Direction::Down && !partial {
         None
     } else {
+        let checksum =
+            if step.direction == Direction::Up { Some(step.migration.checksum.clone()) } else { row.and_then(|r| r.checksum.clone()) };
         Some(StateUpdate {
-            status: Status::Failed,
-            checksum: if step.direction == Direction::Up {
-                Some(step.migration.checksum.clone())
-            } else {
-                row.and_then(|r| r.checksum.clone())
-            },
-            applied_at: None,
             duration_ms: Some(duration),
-            error: Some(error.clone()),
             failed_statement: statement.clone(),
             failed_statement_index: index.map(|x| x as i64),
             statements_done: done as i64,
             partial,
-            ledger: row.is_some_and(|r| r.ledger),
+            ..StateUpdate::failed(checksum, error.clone(), row.is_some_and(|r| r.ledger))
         })
     };
     let mut h = history(op, "failed", Some(step.migration.checksum.clone()), Some(error.clone()), started_at, Some(duration));
@@ -835,41 +814,6 @@ fn fail_step(
     shared.engine.recorder.record(shared.event(i, op, state, Some(h)));
     shared.finish(i, StepOutcomeKind::Failed, step.reason.to_string(), clock.elapsed(), Some(error.clone()), index, statement);
     Err(format!("blocked by failure of {}", step.display_id()))
-}
-
-fn applied_state(
-    checksum: Option<bfm_core::Checksum>,
-    applied_at: Option<DateTime<Utc>>,
-    duration: Option<i64>,
-    ledger: bool,
-) -> StateUpdate {
-    StateUpdate {
-        status: Status::Applied,
-        checksum,
-        applied_at,
-        duration_ms: duration,
-        error: None,
-        failed_statement: None,
-        failed_statement_index: None,
-        statements_done: 0,
-        partial: false,
-        ledger,
-    }
-}
-
-fn rolled_back_state(checksum: Option<bfm_core::Checksum>) -> StateUpdate {
-    StateUpdate {
-        status: Status::RolledBack,
-        checksum,
-        applied_at: None,
-        duration_ms: None,
-        error: None,
-        failed_statement: None,
-        failed_statement_index: None,
-        statements_done: 0,
-        partial: false,
-        ledger: true,
-    }
 }
 
 /// `requires_table` / `requires_schema` of the migration and of its structured dependencies,
