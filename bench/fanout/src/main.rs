@@ -62,7 +62,7 @@ fn body(shape: &str, i: usize) -> String {
     match shape {
         "ddl" => {
             let mut s = format!("CREATE TABLE t_{i} (id bigint PRIMARY KEY, name text NOT NULL);\n");
-            if i % 10 == 0 {
+            if i.is_multiple_of(10) {
                 s.push_str(&format!("CREATE INDEX t_{i}_name ON t_{i} (name);\n"));
             }
             s
