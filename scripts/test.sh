@@ -31,6 +31,42 @@ if ! my_ready; then
 fi
 my_ready || { echo "MariaDB is not reachable on 127.0.0.1:3306 (root, no password)"; exit 1; }
 
+# --- Build and test tools: protoc (etcd-client's build script), etcd -------------------------
+need_apt=()
+command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
+{ command -v etcd >/dev/null || [ -x /usr/bin/etcd ]; } || need_apt+=(etcd-server)
+if [ "${#need_apt[@]}" -gt 0 ]; then
+  log "installing ${need_apt[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# --- etcd: our own server on free loopback ports, stopped at exit ---------------------------
+# A port nobody listens on (bash's /dev/tcp: a refused connection means free).
+free_port() {
+  local p
+  while :; do
+    p=$(( 20000 + RANDOM % 40000 ))
+    (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+  done
+}
+if [ -z "${BFM_TEST_ETCD_ENDPOINTS:-}" ]; then
+  etcd_bin="$(command -v etcd || echo /usr/bin/etcd)"
+  etcd_dir="$(mktemp -d)"
+  client_port="$(free_port)"; peer_port="$(free_port)"
+  log "starting etcd on 127.0.0.1:${client_port}"
+  "$etcd_bin" --name bfm-test --data-dir "$etcd_dir/data" \
+    --listen-client-urls "http://127.0.0.1:${client_port}" --advertise-client-urls "http://127.0.0.1:${client_port}" \
+    --listen-peer-urls "http://127.0.0.1:${peer_port}" --initial-advertise-peer-urls "http://127.0.0.1:${peer_port}" \
+    --initial-cluster "bfm-test=http://127.0.0.1:${peer_port}" >"$etcd_dir/etcd.log" 2>&1 &
+  etcd_pid=$!
+  trap 'kill "$etcd_pid" 2>/dev/null || true; wait "$etcd_pid" 2>/dev/null || true; rm -rf "$etcd_dir"' EXIT
+  export BFM_TEST_ETCD_ENDPOINTS="127.0.0.1:${client_port}"
+  etcd_ready() { curl -fsS "http://${BFM_TEST_ETCD_ENDPOINTS}/health" 2>/dev/null | grep -q '"health":"true"'; }
+  for _ in $(seq 1 50); do etcd_ready && break; sleep 0.2; done
+  etcd_ready || { echo "etcd did not start:"; cat "$etcd_dir/etcd.log"; exit 1; }
+fi
+
 # --- The tests ----------------------------------------------------------------------------
 export RUST_BACKTRACE="${RUST_BACKTRACE:-1}"
 if cargo nextest --version >/dev/null 2>&1; then

@@ -68,7 +68,7 @@ fn script(shape: &str, i: usize) -> String {
         "ddl" => {
             let mut s =
                 format!("CREATE TABLE t_{i} (id bigint PRIMARY KEY, name text NOT NULL, created_at timestamptz NOT NULL DEFAULT now());\n");
-            if i % 10 == 0 {
+            if i.is_multiple_of(10) {
                 s.push_str(&format!("CREATE INDEX t_{i}_name ON t_{i} (name);\n"));
             }
             s

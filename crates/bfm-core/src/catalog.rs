@@ -502,6 +502,22 @@ fn build(g: Group, options: &LoadOptions, c: &mut Collector) -> Option<Migration
         (None, None)
     };
     let schema = if g.kind.has_schemas() { schema } else { None };
+    // etcd schemas are key prefixes under the connection prefix: BfM's absolute form
+    // (`/metadata/operations`) is read as relative, and nothing may climb out of the prefix.
+    let schema = match (g.kind, schema) {
+        (BackendKind::Etcd, Some(s)) => match etcd_script::normalise_declared_schema(&s) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                let path = match schema_source {
+                    Some(SchemaSource::GoFile) => g.parts.go.clone().unwrap_or_else(|| up_path.clone()),
+                    _ => up_path.clone(),
+                };
+                c.error(&path, 1, format!("invalid etcd schema: {e}"));
+                return None;
+            }
+        },
+        (_, s) => s,
+    };
 
     // Tags: the .go literal, else the header.
     let (tag_entries, tag_path, tag_line) = match go.as_ref().filter(|m| !m.tags.is_empty()) {
@@ -642,6 +658,20 @@ mod tests {
         assert!(t.is_dynamic());
         assert_eq!(t.dependencies, vec!["bootstrap"]);
         assert_eq!(cat.get("20250103000000_seed_etcd_metadata").unwrap().kind, BackendKind::Etcd);
+    }
+
+    #[test]
+    fn etcd_schemas_are_relative_to_the_connection_prefix() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        write(r, "etcd/metadata/20250101000000_flags.up.json", r#"[{"key": "a", "value": "b"}]"#);
+        write(r, "etcd/metadata/20250101000000_flags.go", "m := &migrations.MigrationScript{Schema: \"/metadata/operations\"}");
+        write(r, "etcd/metadata/20250101000001_escape.up.json", r#"[{"key": "a", "value": "b"}]"#);
+        write(r, "etcd/metadata/20250101000001_escape.go", "m := &migrations.MigrationScript{Schema: \"/../other\"}");
+        let (cat, diags) = load_dir(r);
+        assert_eq!(cat.get("20250101000000_flags_etcd_metadata").unwrap().schema.as_deref(), Some("metadata/operations"));
+        assert!(cat.get("20250101000001_escape_etcd_metadata").is_none());
+        assert!(diags.iter().any(|d| d.to_string().contains("20250101000001_escape.go:1: invalid etcd schema")), "{diags:?}");
     }
 
     #[test]

@@ -69,6 +69,49 @@ pub fn check_key(key: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The first path segment reserved for bfm's own keys under a connection prefix (ledger, locks).
+pub const RESERVED_SEGMENT: &str = "__bfm";
+
+/// Validate an etcd schema: a key-prefix path relative to the connection prefix, such as
+/// `tenant_a` or `metadata/operations`. Segments are letters, digits, `_`, `-` and `.`; no empty,
+/// `.` or `..` segment, no leading or trailing `/`, and the first segment must not start with
+/// `__bfm` (bfm's ledger and locks live there). The empty schema is the connection prefix itself.
+pub fn check_schema(schema: &str) -> Result<(), String> {
+    if schema.is_empty() {
+        return Ok(());
+    }
+    if schema.starts_with('/') {
+        return Err(format!("schema `{schema}` must be relative to the connection prefix (no leading `/`)"));
+    }
+    if schema.len() > 255 {
+        return Err(format!("schema `{schema}` is longer than 255 bytes"));
+    }
+    for seg in schema.split('/') {
+        if seg.is_empty() || seg == "." || seg == ".." {
+            return Err(format!("schema `{schema}` must not contain empty, `.` or `..` segments"));
+        }
+        if !seg.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+            return Err(format!("schema `{schema}` may only contain letters, digits, `_`, `-`, `.` and `/` between segments"));
+        }
+    }
+    if schema.starts_with(RESERVED_SEGMENT) {
+        return Err(format!("schema `{schema}` is reserved: names starting with `{RESERVED_SEGMENT}` hold bfm's ledger and locks"));
+    }
+    Ok(())
+}
+
+/// Normalise a schema declared by a migration (`.go` file, `-- bfm-schema:` or the connection's
+/// configured schema). BfM treated a leading `/` as an absolute key prefix that ignored the
+/// connection prefix; bfm keeps every key under the connection prefix, so `/metadata/operations`
+/// means `<prefix>metadata/operations/`. A trailing `/` is dropped as well.
+pub fn normalise_declared_schema(schema: &str) -> Result<String, String> {
+    let s = schema.trim();
+    let s = s.strip_prefix('/').unwrap_or(s);
+    let s = s.strip_suffix('/').unwrap_or(s);
+    check_schema(s)?;
+    Ok(s.to_string())
+}
+
 pub fn parse(text: &str) -> Result<Vec<EtcdOp>, EtcdScriptError> {
     let doc: Value = match serde_json::from_str(text) {
         Ok(v) => v,
@@ -180,5 +223,17 @@ mod tests {
         assert!(parse(r#"[{"key":"a","value":3}]"#).is_err());
         assert!(parse(r#"{"key":"a"}"#).is_err());
         assert!(parse("not json").is_err());
+    }
+
+    #[test]
+    fn schemas_stay_under_the_prefix() {
+        assert_eq!(normalise_declared_schema("/metadata/operations").unwrap(), "metadata/operations");
+        assert_eq!(normalise_declared_schema("tenant_a/").unwrap(), "tenant_a");
+        assert_eq!(normalise_declared_schema("/").unwrap(), "");
+        for bad in ["../x", "a/../b", "a//b", "./a", "//a", "__bfm", "__bfm/ledger", "a b", "a\0"] {
+            assert!(normalise_declared_schema(bad).is_err(), "{bad}");
+        }
+        assert!(check_schema("/abs").is_err());
+        assert!(check_schema("a/b.c-d").is_ok());
     }
 }

@@ -25,6 +25,26 @@ pub enum EngineError {
     Invalid(String),
 }
 
+/// How a request picks the schemas (tenants) of per-tenant migrations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SchemaSelection {
+    /// Named schemas.
+    pub names: Vec<String>,
+    /// Every schema of the connection matching this SQL `LIKE` pattern (`cli_%`).
+    pub pattern: Option<String>,
+    /// The schemas returned by the connection's tenant query (`{CONN}_TENANT_QUERY`).
+    pub tenants: bool,
+}
+
+/// Check a `LIKE` pattern for schema names: letters, digits, `_` and `%` only.
+pub fn validate_schema_pattern(pattern: &str) -> Result<(), String> {
+    if !pattern.is_empty() && pattern.len() <= 63 && pattern.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '%') {
+        Ok(())
+    } else {
+        Err(format!("invalid schema pattern {pattern:?}: use letters, digits, `_` and `%` (as in SQL LIKE)"))
+    }
+}
+
 /// What reloading the catalogue found.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ReloadReport {
@@ -56,6 +76,20 @@ pub struct Engine {
     targets: Mutex<HashMap<String, Arc<dyn Target>>>,
     /// Serialises catalogue reloads.
     reloading: Mutex<()>,
+    /// Set on shutdown: running chains finish their current step and stop.
+    stopping: std::sync::atomic::AtomicBool,
+    observer: std::sync::OnceLock<Arc<dyn Observer>>,
+}
+
+/// Receives what happens during runs (metrics).
+pub trait Observer: Send + Sync {
+    /// A step is about to run on its target.
+    fn step_started(&self, _connection: &str, _backend: &str) {}
+    /// The target returned from a step that started (`ok` or not).
+    fn step_ran(&self, _connection: &str, _backend: &str, _ok: bool, _duration: std::time::Duration) {}
+    /// A step's outcome is known (applied, rolled back, failed, skipped or blocked).
+    fn step_finished(&self, _connection: &str, _backend: &str, _outcome: crate::StepOutcomeKind, _duration: std::time::Duration) {}
+    fn lock_acquired(&self, _connection: &str, _waited: std::time::Duration) {}
 }
 
 impl Engine {
@@ -71,6 +105,8 @@ impl Engine {
             recorder,
             targets: Mutex::new(HashMap::new()),
             reloading: Mutex::new(()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            observer: std::sync::OnceLock::new(),
         });
         engine.load_catalog();
         Ok(engine)
@@ -78,6 +114,25 @@ impl Engine {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Stop starting new steps: running chains finish the step they are in, release their locks
+    /// and report the rest as not run.
+    pub fn begin_shutdown(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Install the observer (once).
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) {
+        let _ = self.observer.set(observer);
+    }
+
+    pub(crate) fn observer(&self) -> Option<&Arc<dyn Observer>> {
+        self.observer.get()
     }
 
     pub fn state(&self) -> &Arc<dyn StateStore> {
@@ -165,6 +220,46 @@ impl Engine {
         }
     }
 
+    /// The schemas a selection names, resolved against the connection (patterns, tenant
+    /// query), validated and without duplicates, in order. Names from the target that are not
+    /// valid schema names are left out with a warning.
+    pub async fn select_schemas(&self, connection: &str, sel: &SchemaSelection) -> Result<Vec<String>, EngineError> {
+        let mut out: Vec<String> = Vec::new();
+        for s in &sel.names {
+            bfm_core::validate_schema_name(s).map_err(EngineError::Invalid)?;
+            out.push(s.clone());
+        }
+        let mut found: Vec<String> = Vec::new();
+        if let Some(p) = &sel.pattern {
+            validate_schema_pattern(p).map_err(EngineError::Invalid)?;
+            found.extend(self.target(connection).await?.list_schemas(p).await?);
+        }
+        if sel.tenants {
+            let query = self
+                .config
+                .connections
+                .get(connection)
+                .and_then(|c| c.extra("tenant_query"))
+                .ok_or_else(|| {
+                    EngineError::Invalid(format!(
+                        "connection {connection} has no tenant query: set {}_TENANT_QUERY",
+                        connection.to_uppercase()
+                    ))
+                })?
+                .to_string();
+            found.extend(self.target(connection).await?.query_schemas(&query).await?);
+        }
+        for s in found {
+            match bfm_core::validate_schema_name(&s) {
+                Ok(()) => out.push(s),
+                Err(e) => tracing::warn!(connection, schema = %s, "left out: {e}"),
+            }
+        }
+        let mut seen = HashSet::new();
+        out.retain(|s| seen.insert(s.clone()));
+        Ok(out)
+    }
+
     /// Connections a request can touch: the selected migrations' and, transitively, those of
     /// their dependencies.
     fn involved_connections(&self, catalog: &Catalog, req: &PlanRequest) -> Vec<String> {
@@ -218,7 +313,6 @@ impl Engine {
             )));
         }
         let context = Arc::new(context);
-        let now = chrono::Utc::now();
         let mut events = Vec::new();
         let mut ids = Vec::new();
         for r in failed {
@@ -229,28 +323,17 @@ impl Engine {
                 schema: r.schema.clone(),
                 run_id: None,
                 context: context.clone(),
+                // Pending again; the failure is kept for the record (and for resuming).
                 state: Some(bfm_state::StateUpdate {
                     status: bfm_core::Status::Pending,
-                    checksum: r.checksum.clone(),
-                    applied_at: None,
-                    duration_ms: None,
-                    error: r.error.clone(),
                     failed_statement: r.failed_statement.clone(),
                     failed_statement_index: r.failed_statement_index,
                     statements_done: keep,
-                    partial: false,
-                    ledger: r.ledger,
+                    ..bfm_state::StateUpdate::failed(r.checksum.clone(), r.error.clone().unwrap_or_default(), r.ledger)
                 }),
                 history: Some(bfm_state::HistoryEntry {
-                    operation: bfm_state::Operation::Retry,
-                    status: "pending".into(),
-                    checksum: None,
                     error: r.error.clone(),
-                    failed_statement: None,
-                    failed_statement_index: None,
-                    started_at: None,
-                    finished_at: now,
-                    duration_ms: None,
+                    ..bfm_state::HistoryEntry::new(bfm_state::Operation::Retry, "pending")
                 }),
             });
             ids.push(m.display_id(&r.schema));
@@ -265,7 +348,6 @@ impl Engine {
         let schema = schema.map(str::to_string).or(prefixed);
         let rows = self.state.states(&bfm_state::StateFilter { migration_id: Some(m.id.clone()), schema, ..Default::default() }).await?;
         let context = Arc::new(context);
-        let now = chrono::Utc::now();
         let events: Vec<bfm_state::Event> = rows
             .iter()
             .filter(|r| r.status == bfm_core::Status::Applied && r.checksum.as_ref() != Some(&m.checksum))
@@ -275,28 +357,11 @@ impl Engine {
                 schema: r.schema.clone(),
                 run_id: None,
                 context: context.clone(),
-                state: Some(bfm_state::StateUpdate {
-                    status: r.status,
-                    checksum: Some(m.checksum.clone()),
-                    applied_at: r.applied_at,
-                    duration_ms: r.duration_ms,
-                    error: None,
-                    failed_statement: None,
-                    failed_statement_index: None,
-                    statements_done: r.statements_done,
-                    partial: false,
-                    ledger: r.ledger,
-                }),
+                state: Some(bfm_state::StateUpdate::applied(Some(m.checksum.clone()), r.applied_at, r.duration_ms, r.ledger)),
                 history: Some(bfm_state::HistoryEntry {
-                    operation: bfm_state::Operation::AcceptChecksum,
-                    status: "applied".into(),
                     checksum: Some(m.checksum.clone()),
                     error: r.checksum.as_ref().map(|old| format!("accepted changed script (was {old}, now {})", m.checksum)),
-                    failed_statement: None,
-                    failed_statement_index: None,
-                    started_at: None,
-                    finished_at: now,
-                    duration_ms: None,
+                    ..bfm_state::HistoryEntry::new(bfm_state::Operation::AcceptChecksum, "applied")
                 }),
             })
             .collect();

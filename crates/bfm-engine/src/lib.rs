@@ -7,13 +7,15 @@ mod context;
 mod engine;
 mod execute;
 mod reconcile;
+pub mod service;
 mod status;
 
 pub use config::{Config, ConfigError, Overrides};
 pub use context::{executing_user, host_name};
-pub use engine::{Engine, EngineError, Prepared, ReloadReport};
+pub use engine::{Engine, EngineError, Observer, Prepared, ReloadReport, SchemaSelection, validate_schema_pattern};
 pub use execute::{ProgressEvent, ProgressSink, RunOptions, RunReport, StepOutcomeKind, StepResult, render_step};
 pub use reconcile::ReconcileReport;
+pub use service::{ErrorKind, Service, ServiceError};
 pub use status::{StatusFilter, StatusRow};
 
 pub use bfm_state::{ExecutionContext, Operation};

@@ -83,6 +83,15 @@ async fn exercise(config: StateConfig) {
     let hist = store.history(&HistoryFilter { migration_id: Some("m1".into()), ..Default::default() }).await.unwrap();
     assert_eq!(hist.len(), 2, "{hist:?}");
     assert_eq!(hist[0].executed_by, "tester");
+    let counts = store.status_counts(Some(&["m1".to_string()])).await.unwrap();
+    assert_eq!(counts.len(), 2, "{counts:?}");
+    assert!(counts.iter().any(|c| c.status == Status::Applied && c.count == 1 && c.last_applied_at.is_some()));
+    assert_eq!(store.status_counts(None).await.unwrap().len(), 2);
+    let newest = store
+        .states(&StateFilter { newest_first: true, migration_ids: vec!["m1".into()], limit: Some(1), ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(newest.len(), 1);
     let failed = store.states(&StateFilter { status: Some(Status::Failed), ..Default::default() }).await.unwrap();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].error.as_deref(), Some("boom"));

@@ -70,7 +70,8 @@ impl ConnectionConfig {
     pub fn is_ready(&self) -> bool {
         match self.kind {
             BackendKind::Sqlite => self.url.is_some() || self.database.is_some() || self.extra("path").is_some(),
-            BackendKind::Etcd => self.extra("endpoints").is_some() || (self.host.is_some() && self.port.is_some()),
+            // etcd: endpoints, a URL, or a host (port 2379 by default).
+            BackendKind::Etcd => self.extra("endpoints").is_some() || self.url.is_some() || self.host.is_some(),
             _ => self.url.is_some() || self.host.is_some(),
         }
     }
@@ -96,6 +97,46 @@ impl fmt::Debug for ConnectionConfig {
     }
 }
 
+/// Parse a Go-style duration (`5s`, `1m30s`, `250ms`, `2h`) as BfM's extras use them; a bare
+/// number is seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    if s.is_empty() {
+        return None;
+    }
+    if let Ok(n) = s.parse::<f64>() {
+        return (n >= 0.0 && n.is_finite()).then(|| Duration::from_secs_f64(n));
+    }
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let num_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        if num_end == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit = match &rest[..unit_end] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * unit;
+        rest = &rest[unit_end..];
+    }
+    total.is_finite().then(|| Duration::from_secs_f64(total))
+}
+
+/// Whether an extra's value means "on" (`true`, `1`, `yes`, `on`, any case).
+pub fn truthy(value: Option<&str>) -> bool {
+    value.is_some_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "true" | "1" | "yes" | "on"))
+}
+
 /// `scheme://user:secret@host/db` → `scheme://user:<redacted>@host/db`.
 pub fn redact_url(url: &str) -> String {
     if let Some((scheme, rest)) = url.split_once("://")
@@ -110,6 +151,28 @@ pub fn redact_url(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_and_switches() {
+        assert_eq!(parse_duration("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_duration("1m30s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), Some(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5 parsecs"), None);
+        assert!(truthy(Some("TRUE")) && truthy(Some(" yes ")) && !truthy(Some("false")) && !truthy(None));
+    }
+
+    #[test]
+    fn readiness_per_backend() {
+        let mut e = ConnectionConfig::new("metadata", BackendKind::Etcd);
+        assert!(!e.is_ready());
+        e.extras.insert("endpoints".into(), "127.0.0.1:2379".into());
+        assert!(e.is_ready());
+        let mut g = ConnectionConfig::new("logs", BackendKind::Greptimedb);
+        assert!(!g.is_ready());
+        g.host = Some("gt".into());
+        assert!(g.is_ready());
+    }
 
     #[test]
     fn debug_never_shows_passwords() {

@@ -11,12 +11,14 @@
 //! trusts under the lock and what the state store is reconciled from after a crash.
 
 mod config;
+pub mod etcd;
+pub mod greptimedb;
 mod lock;
 pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
-pub use config::{ConnectionConfig, PoolSettings, redact_url};
+pub use config::{ConnectionConfig, PoolSettings, parse_duration, redact_url, truthy};
 pub use lock::lock_key;
 
 use async_trait::async_trait;
@@ -72,6 +74,14 @@ pub struct StepScript<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepOutcome {
     pub statements: usize,
+}
+
+/// The result of a batch: the first `completed` steps committed; if `failure` is set, the next
+/// one failed (and committed nothing); the rest did not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub completed: usize,
+    pub failure: Option<StepFailure>,
 }
 
 /// A step that failed.
@@ -148,6 +158,23 @@ pub trait Target: Send + Sync {
     }
     /// Every ledger row of this target (or only those written by `run_id`).
     async fn ledger_rows(&self, run_id: Option<&str>) -> Result<Vec<LedgerEntry>, TargetError>;
+    /// Schemas (tenants) of this target whose name matches a SQL `LIKE` pattern (system
+    /// schemas and bfm's own excluded), sorted.
+    async fn list_schemas(&self, pattern: &str) -> Result<Vec<String>, TargetError> {
+        let _ = pattern;
+        Err(TargetError::Other {
+            connection: self.name().to_string(),
+            message: format!("listing schemas is not supported on {}", self.kind()),
+        })
+    }
+    /// Run a configured query that returns tenant schema names in its first column.
+    async fn query_schemas(&self, sql: &str) -> Result<Vec<String>, TargetError> {
+        let _ = sql;
+        Err(TargetError::Other {
+            connection: self.name().to_string(),
+            message: format!("tenant queries are not supported on {}", self.kind()),
+        })
+    }
     async fn close(&self);
 }
 
@@ -169,6 +196,22 @@ pub trait Session: Send {
     async fn table_exists(&mut self, default_schema: &str, table: &str) -> Result<bool, TargetError>;
     /// Run one step; `Err` carries what failed and whether anything stayed applied.
     async fn apply(&mut self, step: &StepScript<'_>) -> Result<StepOutcome, StepFailure>;
+
+    /// How many transactional steps this session can send at once (1: no batching).
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Run consecutive transactional steps, each in its own transaction with its ledger row,
+    /// stopping at the first failure. Targets that can send them in one round trip do.
+    async fn apply_batch(&mut self, steps: &[StepScript<'_>]) -> BatchOutcome {
+        for (k, step) in steps.iter().enumerate() {
+            if let Err(f) = self.apply(step).await {
+                return BatchOutcome { completed: k, failure: Some(f) };
+            }
+        }
+        BatchOutcome { completed: steps.len(), failure: None }
+    }
 }
 
 /// Open a target for a connection.
@@ -177,9 +220,29 @@ pub async fn connect(config: &ConnectionConfig) -> Result<Arc<dyn Target>, Targe
         BackendKind::Postgresql => Ok(Arc::new(postgres::PgTarget::new(config)?)),
         BackendKind::Mysql => Ok(Arc::new(mysql::MySqlTarget::new(config)?)),
         BackendKind::Sqlite => Ok(Arc::new(sqlite::SqliteTarget::new(config)?)),
-        other => {
-            Err(TargetError::Config { connection: config.name.clone(), message: format!("backend {other} is not supported by this build") })
-        }
+        BackendKind::Greptimedb => Ok(Arc::new(greptimedb::GreptimeTarget::new(config)?)),
+        BackendKind::Etcd => Ok(Arc::new(etcd::EtcdTarget::new(config)?)),
+    }
+}
+
+/// Validate a schema given in a request (CLI flag, HTTP body, gRPC field) for a backend, before
+/// anything runs: the same rule everywhere (`^[A-Za-z_][A-Za-z0-9_]{0,62}$`), and on etcd a
+/// schema may not name bfm's reserved prefix. Declared schemas (in migration files) are checked
+/// when the catalogue is loaded instead.
+pub fn validate_request_schema(kind: BackendKind, schema: &str) -> Result<(), String> {
+    bfm_core::validate_schema_name(schema)?;
+    match kind {
+        BackendKind::Etcd => bfm_core::etcd_script::check_schema(schema),
+        _ => Ok(()),
+    }
+}
+
+/// Make sure a rustls crypto provider is installed for the process: bfm uses `ring` everywhere
+/// (sqlx, tonic, reqwest). The `bfm` binary installs it at start; this covers library users
+/// and tests. Installing twice is harmless.
+pub(crate) fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
     }
 }
 

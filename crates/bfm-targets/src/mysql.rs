@@ -206,6 +206,22 @@ impl Target for MySqlTarget {
         rows.iter().map(ledger_entry).collect::<Result<_, _>>().map_err(|e| self.shared.err(e))
     }
 
+    async fn list_schemas(&self, pattern: &str) -> Result<Vec<String>, TargetError> {
+        sqlx::query_scalar(
+            "SELECT CAST(schema_name AS CHAR) FROM information_schema.schemata WHERE schema_name LIKE ? \
+             AND schema_name NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1",
+        )
+        .bind(pattern)
+        .fetch_all(&self.shared.pool)
+        .await
+        .map_err(|e| self.shared.err(e))
+    }
+
+    async fn query_schemas(&self, sql: &str) -> Result<Vec<String>, TargetError> {
+        let rows = sqlx::raw_sql(AssertSqlSafe(sql.to_string())).fetch_all(&self.shared.pool).await.map_err(|e| self.shared.err(e))?;
+        rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>().map_err(|e| self.shared.err(e))
+    }
+
     async fn close(&self) {
         self.shared.pool.close().await;
     }

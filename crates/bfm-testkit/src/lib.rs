@@ -3,6 +3,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `BFM_TEST_MYSQL_URL` (default
 //! `mysql://root@127.0.0.1:3306`).
 
+pub mod greptime;
+
 use sqlx::{AssertSqlSafe, Connection};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,6 +14,17 @@ pub fn pg_server_url() -> String {
 
 pub fn mysql_server_url() -> String {
     std::env::var("BFM_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+/// etcd endpoints of the test server (`BFM_TEST_ETCD_ENDPOINTS`, default `127.0.0.1:2379`;
+/// `scripts/test.sh` starts one on a free port and exports it).
+pub fn etcd_endpoints() -> String {
+    std::env::var("BFM_TEST_ETCD_ENDPOINTS").unwrap_or_else(|_| "127.0.0.1:2379".into())
+}
+
+/// A key prefix of its own for one test: `/bfm-test/<tag>_<secs>_<random>/`.
+pub fn etcd_prefix(tag: &str) -> String {
+    format!("/bfm-test/{}/", unique_name(tag))
 }
 
 fn unique_name(prefix: &str) -> String {
@@ -117,6 +130,13 @@ fn drop_mysql_db(name: String) {
             let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP DATABASE IF EXISTS `{name}`"))).execute(&mut admin).await;
         }
     });
+}
+
+/// An HTTP client for tests. bfm uses rustls with the ring provider everywhere; install it
+/// first (installing twice is harmless).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
 }
 
 #[cfg(test)]

@@ -43,6 +43,8 @@ pub enum Command {
     New(NewArgs),
     /// Validate a migration tree; exits non-zero with `file:line: message` for every problem.
     Check(CheckArgs),
+    /// Serve the HTTP API (BfM-compatible routes, OpenAPI, metrics) and run auto-migrate.
+    Serve(ServeArgs),
     /// Print the version.
     Version,
 }
@@ -61,6 +63,8 @@ pub enum Migrate {
     Retry(IdArgs),
     /// Accept the current script of an applied migration whose checksum changed.
     AcceptChecksum(IdArgs),
+    /// Print migration ids in dependency order (lowest version first among those ready).
+    Order(OrderArgs),
     /// Bring the state store in line with the targets' ledgers.
     Reconcile(ReconcileArgs),
 }
@@ -94,6 +98,12 @@ pub struct UpArgs {
     /// Schema (tenant) for per-tenant migrations; repeatable.
     #[arg(long = "schema", short = 's', value_name = "SCHEMA")]
     pub schemas: Vec<String>,
+    /// Also every schema of the connection matching this SQL LIKE pattern (e.g. 'cli_%').
+    #[arg(long, value_name = "PATTERN", requires = "connection")]
+    pub schema_pattern: Option<String>,
+    /// Also the schemas listed by the connection's tenant query ({CONN}_TENANT_QUERY).
+    #[arg(long, requires = "connection")]
+    pub tenants: bool,
     /// Print the plan without running anything.
     #[arg(long)]
     pub dry_run: bool,
@@ -158,6 +168,15 @@ pub struct IdArgs {
 }
 
 #[derive(Debug, Args, Clone)]
+pub struct OrderArgs {
+    /// Migration ids (base id or {schema}_{id}).
+    #[arg(required = true, value_name = "ID")]
+    pub migrations: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args, Clone)]
 pub struct ReconcileArgs {
     #[arg(long, short = 'c')]
     pub connection: Option<String>,
@@ -177,6 +196,23 @@ pub struct NewArgs {
     /// Fixed schema to declare in the header.
     #[arg(long)]
     pub schema: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ServeArgs {
+    /// Development mode: without BFM_API_TOKEN, generate a token and print it once; listen on
+    /// 127.0.0.1 unless --host says otherwise.
+    #[arg(long)]
+    pub dev: bool,
+    /// HTTP port (env BFM_HTTP_PORT, default 7070).
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Address to listen on (env BFM_HTTP_HOST, default 0.0.0.0).
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Do not reload the catalogue when files change.
+    #[arg(long)]
+    pub no_watch: bool,
 }
 
 #[derive(Debug, Args, Clone)]

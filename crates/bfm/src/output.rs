@@ -3,7 +3,8 @@
 use bfm_engine::{ProgressEvent, ProgressSink, RunReport, StepOutcomeKind};
 use console::{Style, Term, style};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Progress for a run: a bar on a terminal when more than a handful of steps run, a line per
@@ -36,7 +37,25 @@ impl Progress {
 
     pub fn sink(&self, quiet: bool) -> ProgressSink {
         let bar = self.bar.clone();
+        // Per schema: (steps, finished, failed) — for "schemas done / failed / remaining".
+        let schemas: Arc<Mutex<HashMap<ChainKey, ChainProgress>>> = Arc::default();
         Arc::new(move |e: &ProgressEvent| {
+            let summary = schemas.lock().ok().map(|mut m| {
+                let entry = m.entry((e.connection.clone(), e.schema.clone())).or_default();
+                match e.status {
+                    "pending" => entry.0 += 1,
+                    "success" | "skipped" => entry.1 += 1,
+                    "failed" => {
+                        entry.1 += 1;
+                        entry.2 += 1;
+                    }
+                    _ => {}
+                }
+                let done = m.values().filter(|(t, f, x)| f == t && *x == 0).count();
+                let failed = m.values().filter(|(_, _, x)| *x > 0).count();
+                let remaining = m.values().filter(|(t, f, x)| f < t && *x == 0).count();
+                (done, failed, remaining)
+            });
             // Long runs without a terminal: failures, and a line every 10 %.
             let lines = e.total <= PLAIN_LINES_MAX;
             if !matches!(e.status, "success" | "failed" | "skipped") {
@@ -48,7 +67,9 @@ impl Progress {
                     if e.status == "failed" {
                         bar.println(format!("{} {}: {}", style("failed").red().bold(), e.id, e.message));
                     }
-                    bar.set_message(format!("done {} · failed {} · skipped {}", e.done, e.failed, e.skipped));
+                    if let Some((done, failed, remaining)) = summary {
+                        bar.set_message(format!("schemas: {done} done · {failed} failed · {remaining} remaining"));
+                    }
                 }
                 None if !quiet && !lines => {
                     let finished = e.done + e.failed + e.skipped;
@@ -56,7 +77,7 @@ impl Progress {
                         eprintln!("{:>7} {}: {}", style("failed").red().bold(), e.id, e.message);
                     }
                     let step = (e.total / 10).max(1);
-                    if finished % step == 0 || finished == e.total {
+                    if finished.is_multiple_of(step) || finished == e.total {
                         eprintln!(
                             "{finished}/{} steps ({}%): {} done, {} failed, {} not run",
                             e.total, e.progress, e.done, e.failed, e.skipped
@@ -127,9 +148,62 @@ pub fn status_style(status: &str) -> String {
     }
 }
 
+/// (connection, schema).
+type ChainKey = (String, String);
+/// Steps of a chain: (planned, finished, failed).
+type ChainProgress = (usize, usize, usize);
+/// Steps of a chain: (done, failed, not run, first error).
+type ChainSummary = (usize, usize, usize, Option<String>);
+
+/// Above this many steps the summary is per schema, not per step.
+const STEP_TABLE_MAX: usize = 50;
+
+/// One line per schema that did not fully succeed (all of them if there are few).
+fn print_schema_table(report: &RunReport) {
+    let mut per: BTreeMap<ChainKey, ChainSummary> = BTreeMap::new();
+    for s in &report.steps {
+        let e = per.entry((s.connection.clone(), s.schema.clone())).or_default();
+        match s.outcome {
+            StepOutcomeKind::Applied | StepOutcomeKind::RolledBack => e.0 += 1,
+            StepOutcomeKind::Failed => {
+                e.1 += 1;
+                if e.3.is_none() {
+                    e.3 = Some(format!("{}: {}", s.id, s.error.clone().unwrap_or_default()));
+                }
+            }
+            StepOutcomeKind::Skipped => e.2 += 1,
+        }
+    }
+    let few = per.len() <= STEP_TABLE_MAX;
+    let rows: Vec<Vec<String>> = per
+        .iter()
+        .filter(|(_, (_, f, n, _))| few || *f > 0 || *n > 0)
+        .take(200)
+        .map(|((c, schema), (ok, f, n, err))| {
+            let detail: String = err.clone().unwrap_or_default().chars().take(100).collect();
+            vec![
+                c.clone(),
+                if schema.is_empty() { "-".into() } else { schema.clone() },
+                ok.to_string(),
+                f.to_string(),
+                n.to_string(),
+                detail,
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
+        println!("{}", table(&["CONNECTION", "SCHEMA", "DONE", "FAILED", "NOT RUN", "FIRST ERROR"], &rows));
+    }
+    let failed = per.values().filter(|(_, f, _, _)| *f > 0).count();
+    let blocked = per.values().filter(|(_, f, n, _)| *f == 0 && *n > 0).count();
+    println!("{} schema(s): {} complete, {} failed, {} not complete", per.len(), per.len() - failed - blocked, failed, blocked);
+}
+
 /// The summary printed after a run.
 pub fn print_report(report: &RunReport) {
-    if !report.steps.is_empty() {
+    if report.steps.len() > STEP_TABLE_MAX {
+        print_schema_table(report);
+    } else if !report.steps.is_empty() {
         let rows: Vec<Vec<String>> = report
             .steps
             .iter()

@@ -1,4 +1,4 @@
-use crate::cli::{DownArgs, Filters, IdArgs, ReconcileArgs, StatusArgs, UpArgs};
+use crate::cli::{DownArgs, Filters, IdArgs, OrderArgs, ReconcileArgs, StatusArgs, UpArgs};
 use crate::output::{self, Progress, status_style, table};
 use anyhow::{Context, anyhow, bail};
 use bfm_core::{MissingSchema, PlanRequest, Selector, Severity, TagFilter};
@@ -141,12 +141,26 @@ pub async fn up(engine: &Arc<Engine>, a: UpArgs, ctx: ExecutionContext, _plan_on
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, migrations = engine.catalog().len(), "catalogue loaded and recorded");
     validate_schemas(&a.schemas)?;
     let mut req = PlanRequest::up(selector(engine, &a.filters)?);
-    req.schemas = a.schemas.clone();
+    let selecting = a.schema_pattern.is_some() || a.tenants;
+    req.schemas = if selecting {
+        let connection = a.filters.connection.clone().ok_or_else(|| anyhow!("--schema-pattern and --tenants need --connection"))?;
+        let sel = bfm_engine::SchemaSelection { names: a.schemas.clone(), pattern: a.schema_pattern.clone(), tenants: a.tenants };
+        let schemas = engine.select_schemas(&connection, &sel).await?;
+        if !a.json {
+            eprintln!("{} schema(s) selected on {connection}", schemas.len());
+        }
+        schemas
+    } else {
+        a.schemas.clone()
+    };
     req.ignore_dependencies = a.ignore_dependencies;
     req.allow_modified = a.allow_modified;
     // Over all connections, per-tenant migrations without a schema are skipped, not errors.
-    req.missing_schema =
-        if a.filters.connection.is_some() || !a.filters.ids.is_empty() { MissingSchema::Error } else { MissingSchema::Skip };
+    req.missing_schema = if (a.filters.connection.is_some() || !a.filters.ids.is_empty()) && !(selecting && req.schemas.is_empty()) {
+        MissingSchema::Error
+    } else {
+        MissingSchema::Skip
+    };
     let prepared = engine.prepare(&req).await?;
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, steps = prepared.plan.steps.len(), "planned");
     if a.dry_run {
@@ -246,6 +260,23 @@ pub async fn accept_checksum(engine: &Arc<Engine>, a: IdArgs, ctx: ExecutionCont
     let ids = engine.accept_checksum(&a.id, a.schema.as_deref(), ctx).await?;
     for id in ids {
         println!("{id}: current script accepted");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn order(engine: &Arc<Engine>, a: OrderArgs) -> anyhow::Result<ExitCode> {
+    let mut bases = Vec::new();
+    for id in &a.migrations {
+        let (m, _) = engine.resolve(id)?;
+        bases.push(m.id.clone());
+    }
+    let ordered = bfm_core::plan::order(&engine.catalog(), &bases).map_err(|e| anyhow!("{e}"))?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&json!({"ordered_migration_ids": ordered}))?);
+    } else {
+        for id in ordered {
+            println!("{id}");
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 mod check;
 mod migrate;
 mod new;
+mod serve;
 
 use crate::cli::{Cli, Command, Global, Migrate};
 use anyhow::Context;
@@ -16,6 +17,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => check::run(&cli.global, args),
         Command::New(args) => new::run(&cli.global, args),
+        Command::Serve(args) => serve::run(&cli.global, args).await,
         Command::Migrate(m) => {
             let command = match &m {
                 Migrate::Up(_) => "migrate up",
@@ -25,6 +27,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Migrate::Retry(_) => "migrate retry",
                 Migrate::AcceptChecksum(_) => "migrate accept-checksum",
                 Migrate::Reconcile(_) => "migrate reconcile",
+                Migrate::Order(_) => "migrate order",
             };
             let engine = open_engine(&cli.global).await?;
             let ctx = cli_context(command, &engine);
@@ -40,6 +43,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Migrate::Retry(a) => migrate::retry(&engine, a, ctx).await,
                 Migrate::AcceptChecksum(a) => migrate::accept_checksum(&engine, a, ctx).await,
                 Migrate::Reconcile(a) => migrate::reconcile(&engine, a).await,
+                Migrate::Order(a) => migrate::order(&engine, a),
             };
             engine.close().await;
             result
@@ -57,7 +61,7 @@ pub fn load_config(global: &Global) -> anyhow::Result<Config> {
     Config::load(&overrides).context("configuration")
 }
 
-async fn open_engine(global: &Global) -> anyhow::Result<Arc<Engine>> {
+pub(crate) async fn open_engine(global: &Global) -> anyhow::Result<Arc<Engine>> {
     let config = load_config(global)?;
     let state = config.state.backend;
     Engine::open(config).await.with_context(|| format!("opening the {} state store", state.as_str()))
