@@ -205,7 +205,9 @@ async fn the_bfm_readme_example_per_tenant_runs_and_rollbacks() {
 #[tokio::test]
 async fn auth_and_every_client_mistake_is_a_4xx_json_error() {
     let db = PgDb::new().await;
-    let s = start(&pg_env(&db), tree).await;
+    let mut env = pg_env(&db);
+    env.push(("BFM_HTTP_BODY_LIMIT", "65536".into()));
+    let s = start(&env, tree).await;
     let get = |path: &str, auth: Option<&str>| {
         let mut r = s.client.get(format!("{}{path}", s.base));
         if let Some(a) = auth {
@@ -286,7 +288,8 @@ async fn auth_and_every_client_mistake_is_a_4xx_json_error() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().starts_with("malformed JSON"));
-    let big = format!("{{\"connection\": \"core\", \"schemas\": [\"{}\"]}}", "a".repeat(2 << 20));
+    // A body over the limit (64 KiB for this server) gets 413 with a JSON error.
+    let big = format!("{{\"connection\": \"core\", \"schemas\": [\"{}\"]}}", "a".repeat(100 << 10));
     let r = s
         .client
         .post(format!("{}/api/v1/migrations/up", s.base))
@@ -297,6 +300,7 @@ async fn auth_and_every_client_mistake_is_a_4xx_json_error() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "request body too large");
     // A missing target is "no filter" (within the request's connection), not a crash.
     let (code, r) = s.call("POST", "/api/v1/migrations/up", Some(json!({"connection": "core"}))).await;
     assert_eq!(code, 200, "{r}");
