@@ -106,6 +106,10 @@ struct FileConnection {
     path: Option<PathBuf>,
     schema: Option<String>,
     migrations_path: Option<PathBuf>,
+    /// Declarative schema: the directory of desired-state SQL files.
+    schema_dir: Option<PathBuf>,
+    /// Declarative schema: the bootstrap script (default `<schema_dir>/bootstrap.sql`).
+    bootstrap: Option<PathBuf>,
     #[serde(flatten)]
     extras: BTreeMap<String, toml::Value>,
 }
@@ -228,8 +232,10 @@ impl Config {
                 (None, d) => d.clone(),
             };
             c.schema = fc.schema.clone();
-            if let Some(p) = &fc.migrations_path {
-                c.extras.insert("migrations_path".into(), resolve(&base, p).to_string_lossy().to_string());
+            for (key, path) in [("migrations_path", &fc.migrations_path), ("schema_dir", &fc.schema_dir), ("bootstrap", &fc.bootstrap)] {
+                if let Some(p) = path {
+                    c.extras.insert(key.into(), resolve(&base, p).to_string_lossy().to_string());
+                }
             }
             for (k, v) in &fc.extras {
                 let v = match v {

@@ -4,6 +4,7 @@
 
 pub mod config;
 mod context;
+mod declarative;
 mod engine;
 mod execute;
 mod reconcile;
@@ -12,6 +13,7 @@ mod status;
 
 pub use config::{Config, ConfigError, Overrides};
 pub use context::{executing_user, host_name};
+pub use declarative::{BaselineReport, DECLARATIVE_ID, StartupReport};
 pub use engine::{Engine, EngineError, Observer, Prepared, ReloadReport, SchemaSelection, validate_schema_pattern};
 pub use execute::{ProgressEvent, ProgressSink, RunOptions, RunReport, StepOutcomeKind, StepResult, render_step};
 pub use reconcile::ReconcileReport;

@@ -88,6 +88,10 @@ pub enum Operation {
     Retry,
     AcceptChecksum,
     Reconcile,
+    /// A declarative schema apply.
+    SchemaApply,
+    /// A migration adopted as applied without running (`bfm baseline`).
+    Baseline,
 }
 
 impl Operation {
@@ -100,6 +104,8 @@ impl Operation {
             Operation::Retry => "retry",
             Operation::AcceptChecksum => "accept_checksum",
             Operation::Reconcile => "reconcile",
+            Operation::SchemaApply => "schema_apply",
+            Operation::Baseline => "baseline",
         }
     }
 }
@@ -393,6 +399,10 @@ pub trait StateStore: Send + Sync {
     async fn finish_run(&self, run_id: &str) -> Result<()>;
     /// Runs that started and never finished.
     async fn open_runs(&self) -> Result<Vec<RunRecord>>;
+    /// Store the declarative schema snapshot of a connection (JSON), replacing the previous one.
+    async fn save_schema_snapshot(&self, connection: &str, fingerprint: &str, taken_at: DateTime<Utc>, snapshot_json: &str) -> Result<()>;
+    /// The stored declarative schema snapshot of a connection (JSON).
+    async fn schema_snapshot(&self, connection: &str) -> Result<Option<String>>;
     async fn close(&self);
 }
 

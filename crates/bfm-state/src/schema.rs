@@ -4,8 +4,9 @@
 use crate::StateBackend;
 
 /// Statements of each schema version, in order. Never edit a released version; add one.
-const VERSIONS: &[&[&str]] = &[&[
-    "CREATE TABLE IF NOT EXISTS {t:bfm_catalog} (
+const VERSIONS: &[&[&str]] = &[
+    &[
+        "CREATE TABLE IF NOT EXISTS {t:bfm_catalog} (
         migration_id {ID} NOT NULL PRIMARY KEY,
         version {SHORT} NOT NULL,
         name {ID} NOT NULL,
@@ -23,8 +24,8 @@ const VERSIONS: &[&[&str]] = &[&[
         first_seen_at {TS} NOT NULL,
         updated_at {TS} NOT NULL
     ){ENGINE}",
-    "CREATE INDEX {i:bfm_catalog_connection} ON {t:bfm_catalog} (connection, backend)",
-    "CREATE TABLE IF NOT EXISTS {t:bfm_state} (
+        "CREATE INDEX {i:bfm_catalog_connection} ON {t:bfm_catalog} (connection, backend)",
+        "CREATE TABLE IF NOT EXISTS {t:bfm_state} (
         migration_id {ID} NOT NULL,
         schema_name {NAME} NOT NULL,
         version {SHORT} NOT NULL,
@@ -46,9 +47,9 @@ const VERSIONS: &[&[&str]] = &[&[
         updated_at {TS} NOT NULL,
         PRIMARY KEY (migration_id, schema_name)
     ){ENGINE}",
-    "CREATE INDEX {i:bfm_state_connection} ON {t:bfm_state} (connection, status)",
-    "CREATE INDEX {i:bfm_state_updated} ON {t:bfm_state} (updated_at)",
-    "CREATE TABLE IF NOT EXISTS {t:bfm_history} (
+        "CREATE INDEX {i:bfm_state_connection} ON {t:bfm_state} (connection, status)",
+        "CREATE INDEX {i:bfm_state_updated} ON {t:bfm_state} (updated_at)",
+        "CREATE TABLE IF NOT EXISTS {t:bfm_history} (
         id {AUTOID},
         event_key {ID} NOT NULL,
         migration_id {ID} NOT NULL,
@@ -70,10 +71,10 @@ const VERSIONS: &[&[&str]] = &[&[
         execution_context {TEXT} NOT NULL,
         run_id {SHORT} NULL
     ){ENGINE}",
-    "CREATE UNIQUE INDEX {i:bfm_history_event_key} ON {t:bfm_history} (event_key)",
-    "CREATE INDEX {i:bfm_history_migration} ON {t:bfm_history} (migration_id, schema_name, id)",
-    "CREATE INDEX {i:bfm_history_finished} ON {t:bfm_history} (finished_at)",
-    "CREATE TABLE IF NOT EXISTS {t:bfm_runs} (
+        "CREATE UNIQUE INDEX {i:bfm_history_event_key} ON {t:bfm_history} (event_key)",
+        "CREATE INDEX {i:bfm_history_migration} ON {t:bfm_history} (migration_id, schema_name, id)",
+        "CREATE INDEX {i:bfm_history_finished} ON {t:bfm_history} (finished_at)",
+        "CREATE TABLE IF NOT EXISTS {t:bfm_runs} (
         run_id {SHORT} NOT NULL PRIMARY KEY,
         command {TEXT} NOT NULL,
         host {ID} NOT NULL,
@@ -84,10 +85,18 @@ const VERSIONS: &[&[&str]] = &[&[
         finished_at {TS} NULL,
         connections {TEXT} NOT NULL
     ){ENGINE}",
-    "CREATE INDEX {i:bfm_runs_open} ON {t:bfm_runs} (finished_at)",
-    "{VIEW} {t:bfm_migrations} AS SELECT migration_id, schema_name AS {q:schema}, version, name, connection, backend, status, \
+        "CREATE INDEX {i:bfm_runs_open} ON {t:bfm_runs} (finished_at)",
+        "{VIEW} {t:bfm_migrations} AS SELECT migration_id, schema_name AS {q:schema}, version, name, connection, backend, status, \
      checksum, applied_at, duration_ms, error, failed_statement, run_id, updated_at FROM {t:bfm_state}",
-]];
+    ],
+    // 2: declarative schema snapshots (the fingerprint and the compressed model of the last apply).
+    &["CREATE TABLE IF NOT EXISTS {t:bfm_schema_snapshots} (
+        connection {NAME} NOT NULL PRIMARY KEY,
+        fingerprint {SHORT} NOT NULL,
+        taken_at {TS} NOT NULL,
+        snapshot {LONGTEXT} NOT NULL
+    ){ENGINE}"],
+];
 
 pub const LATEST: i64 = VERSIONS.len() as i64;
 
@@ -109,6 +118,8 @@ fn render(template: &str, backend: StateBackend, qualify: &dyn Fn(&str) -> Strin
             ("NAME", _) => "VARCHAR(128)",
             ("SHORT", _) => "VARCHAR(64)",
             ("TEXT", Mysql) => "MEDIUMTEXT",
+            ("LONGTEXT", Mysql) => "LONGTEXT",
+            ("LONGTEXT", _) => "TEXT",
             ("TEXT", _) => "TEXT",
             ("BOOL", _) => "BOOLEAN",
             ("TS", Postgresql) => "TIMESTAMPTZ",
@@ -166,7 +177,7 @@ mod tests {
     fn renders_types_per_backend() {
         let q = |t: &str| format!("\"s\".{t}");
         let pg = upgrade(StateBackend::Postgresql, &q, 0);
-        assert_eq!(pg.len(), 1);
+        assert_eq!(pg.len(), LATEST as usize);
         let all = pg[0].1.join("\n");
         assert!(all.contains("TIMESTAMPTZ") && all.contains("\"s\".bfm_state") && !all.contains('{'), "{all}");
         let my = upgrade(StateBackend::Mysql, &|t: &str| t.to_string(), 0)[0].1.join("\n");

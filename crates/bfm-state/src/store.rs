@@ -813,6 +813,29 @@ impl StateStore for SqlStateStore {
         })
     }
 
+    async fn save_schema_snapshot(&self, connection: &str, fingerprint: &str, taken_at: DateTime<Utc>, snapshot_json: &str) -> Result<()> {
+        let cols = ["connection", "fingerprint", "taken_at", "snapshot"];
+        let sql = self.q(&format!("INSERT INTO {{bfm_schema_snapshots}} ({}) VALUES {}", cols.join(", "), self.values(cols.len(), 1)))
+            + &self.upsert_tail(&["connection"], &cols);
+        on_pool!(self, p => {
+            sqlx::query(AssertSqlSafe(sql))
+                .bind(connection.to_string())
+                .bind(fingerprint.to_string())
+                .bind(taken_at)
+                .bind(snapshot_json.to_string())
+                .execute(p)
+                .await?;
+            Ok(())
+        })
+    }
+
+    async fn schema_snapshot(&self, connection: &str) -> Result<Option<String>> {
+        let sql = self.q("SELECT snapshot FROM {bfm_schema_snapshots} WHERE connection = ?");
+        on_pool!(self, p => {
+            Ok(sqlx::query_scalar(AssertSqlSafe(sql)).bind(connection.to_string()).fetch_optional(p).await?)
+        })
+    }
+
     async fn close(&self) {
         on_pool!(self, p => p.close().await)
     }

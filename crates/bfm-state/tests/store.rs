@@ -144,6 +144,12 @@ async fn exercise(config: StateConfig) {
     store.finish_run("run-1").await.unwrap();
     assert!(store.open_runs().await.unwrap().is_empty());
 
+    // Declarative schema snapshots: one per connection, replaced.
+    assert_eq!(store.schema_snapshot("core").await.unwrap(), None);
+    store.save_schema_snapshot("core", "f1", Utc::now(), "{\"a\":1}").await.unwrap();
+    store.save_schema_snapshot("core", "f2", Utc::now(), &"x".repeat(100_000)).await.unwrap();
+    assert_eq!(store.schema_snapshot("core").await.unwrap().map(|s| s.len()), Some(100_000));
+
     // The recorder writes in the background and flushes on demand.
     let rec = Recorder::new(store.clone());
     for i in 0..50 {

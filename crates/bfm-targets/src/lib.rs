@@ -115,6 +115,19 @@ mod tests {
         }
         assert!(!super::is_loopback("db.example.com") && !super::is_loopback("10.0.0.5"));
     }
+
+    #[test]
+    fn postgres_urls_for_tools() {
+        let mut c = super::ConnectionConfig::new("core", bfm_core::BackendKind::Postgresql);
+        c.host = Some("127.0.0.1".into());
+        c.username = Some("app".into());
+        c.password = Some("p@ss word".into());
+        c.database = Some("main".into());
+        assert_eq!(super::postgres::database_url(&c).unwrap(), "postgres://app:p%40ss%20word@127.0.0.1:5432/main?sslmode=disable");
+        let mut u = super::ConnectionConfig::new("core", bfm_core::BackendKind::Postgresql);
+        u.url = Some("postgres://x:s%2Fecret@db.example.com:6543/app".into());
+        assert_eq!(super::postgres::database_url(&u).unwrap(), "postgres://x:s%2Fecret@db.example.com:6543/app?sslmode=prefer");
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +178,15 @@ pub trait Target: Send + Sync {
         Err(TargetError::Other {
             connection: self.name().to_string(),
             message: format!("listing schemas is not supported on {}", self.kind()),
+        })
+    }
+    /// Run a script as it is (a bootstrap script, which must be idempotent), outside bfm's
+    /// bookkeeping.
+    async fn execute_script(&self, sql: &str) -> Result<(), TargetError> {
+        let _ = sql;
+        Err(TargetError::Other {
+            connection: self.name().to_string(),
+            message: format!("running scripts is not supported on {}", self.kind()),
         })
     }
     /// Run a configured query that returns tenant schema names in its first column.

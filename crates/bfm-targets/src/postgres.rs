@@ -80,6 +80,51 @@ pub fn connect_options(config: &ConnectionConfig) -> Result<PgConnectOptions, Ta
     Ok(o.application_name("bfm"))
 }
 
+/// A `postgres://` URL for a connection (for tools that take a URL), with credentials and the
+/// TLS mode as `connect_options` would use them.
+pub fn database_url(config: &ConnectionConfig) -> Result<String, TargetError> {
+    let o = connect_options(config)?;
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let user = enc(o.get_username());
+    let password = config.password.clone().or_else(|| {
+        config
+            .url
+            .as_deref()
+            .and_then(|u| u.split_once("://"))
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .and_then(|(creds, _)| creds.split_once(':'))
+            .map(|(_, p)| p.to_string())
+    });
+    let auth = match password {
+        Some(p) if config.password.is_some() => format!("{user}:{}@", enc(&p)),
+        // Already percent-encoded in the URL it came from.
+        Some(p) => format!("{user}:{p}@"),
+        None => format!("{user}@"),
+    };
+    let host = o.get_host();
+    let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
+    let db = o.get_database().unwrap_or("postgres");
+    let mode = match o.get_ssl_mode() {
+        PgSslMode::Disable => "disable",
+        PgSslMode::Allow => "allow",
+        PgSslMode::Prefer => "prefer",
+        PgSslMode::Require => "require",
+        PgSslMode::VerifyCa => "verify-ca",
+        PgSslMode::VerifyFull => "verify-full",
+    };
+    Ok(format!("postgres://{auth}{host}:{}/{}?sslmode={mode}", o.get_port(), enc(db)))
+}
+
 impl PgTarget {
     pub fn new(config: &ConnectionConfig) -> Result<PgTarget, TargetError> {
         let options = connect_options(config)?;
@@ -290,6 +335,10 @@ impl Target for PgTarget {
         .fetch_all(&self.shared.pool)
         .await
         .map_err(|e| self.shared.err(e))
+    }
+
+    async fn execute_script(&self, sql: &str) -> Result<(), TargetError> {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string())).execute(&self.shared.pool).await.map(|_| ()).map_err(|e| self.shared.err(e))
     }
 
     async fn query_schemas(&self, sql: &str) -> Result<Vec<String>, TargetError> {

@@ -45,6 +45,12 @@ pub enum Command {
     Check(CheckArgs),
     /// Serve the HTTP API (BfM-compatible routes, OpenAPI, metrics) and run auto-migrate.
     Serve(ServeArgs),
+    /// Declarative PostgreSQL schema: desired-state SQL files → plan → apply; drift; dump.
+    #[command(subcommand)]
+    Schema(SchemaCmd),
+    /// Adopt a database managed by something else: dump its schema into a first migration and
+    /// record it as applied.
+    Baseline(BaselineArgs),
     /// Print the version.
     Version,
 }
@@ -213,6 +219,77 @@ pub struct ServeArgs {
     /// Do not reload the catalogue when files change.
     #[arg(long)]
     pub no_watch: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct SchemaArgs {
+    /// The PostgreSQL connection.
+    #[arg(long, short = 'c')]
+    pub connection: String,
+    /// Desired-state directory (default: {CONN}_SCHEMA_DIR).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SchemaCmd {
+    /// Compare the desired files with the live database and print the plan.
+    Plan {
+        #[command(flatten)]
+        args: SchemaArgs,
+        /// Also write the plan as JSON to this file (for `apply --plan-file`).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Apply a plan: destructive steps only when approved; refused if the live schema changed.
+    Apply {
+        #[command(flatten)]
+        args: SchemaArgs,
+        /// Approve a destructive step: HAZARD:object (repeatable).
+        #[arg(long = "approve", value_name = "HAZARD:OBJECT")]
+        approvals: Vec<String>,
+        /// Apply a plan saved by `plan --out` instead of planning again.
+        #[arg(long, value_name = "FILE")]
+        plan_file: Option<PathBuf>,
+        /// Apply only the non-destructive steps.
+        #[arg(long)]
+        non_destructive_only: bool,
+    },
+    /// Report how the live schema drifted from the snapshot stored by the last apply.
+    Validate {
+        #[command(flatten)]
+        args: SchemaArgs,
+    },
+    /// Store the live schema as the reference for `validate`, changing nothing.
+    Snapshot {
+        #[command(flatten)]
+        args: SchemaArgs,
+    },
+    /// Write the live schema as ordered, re-loadable SQL files.
+    Dump {
+        #[command(flatten)]
+        args: SchemaArgs,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+    },
+    /// Live vs desired vs stored: in sync? pending steps? drift?
+    Status {
+        #[command(flatten)]
+        args: SchemaArgs,
+    },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct BaselineArgs {
+    /// The PostgreSQL connection to adopt.
+    #[arg(long, short = 'c')]
+    pub connection: String,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -1,6 +1,7 @@
 mod check;
 mod migrate;
 mod new;
+mod schema;
 mod serve;
 
 use crate::cli::{Cli, Command, Global, Migrate};
@@ -18,6 +19,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Check(args) => check::run(&cli.global, args),
         Command::New(args) => new::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args).await,
+        Command::Schema(cmd) => {
+            let engine = open_engine(&cli.global).await?;
+            let ctx = cli_context("schema", &engine);
+            let result = schema::run(&engine, cmd, ctx).await;
+            engine.close().await;
+            result
+        }
+        Command::Baseline(args) => {
+            let engine = open_engine(&cli.global).await?;
+            let ctx = cli_context("baseline", &engine);
+            let result = schema::baseline(&engine, args, ctx).await;
+            engine.close().await;
+            result
+        }
         Command::Migrate(m) => {
             let command = match &m {
                 Migrate::Up(_) => "migrate up",

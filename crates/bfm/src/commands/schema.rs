@@ -1,0 +1,144 @@
+use crate::cli::{BaselineArgs, SchemaCmd};
+use anyhow::{Context, bail};
+use bfm_engine::{Engine, ExecutionContext};
+use console::style;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+fn print<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+pub async fn run(engine: &Arc<Engine>, cmd: SchemaCmd, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
+    // Plans of unchanged files are served from this cache by later commands.
+    bfm_schema::set_desired_cache_dir(Some(std::path::PathBuf::from(".bfm").join("schema-cache")));
+    let color = console::Term::stdout().is_term();
+    match cmd {
+        SchemaCmd::Plan { args, out } => {
+            let plan = engine.schema_plan(&args.connection, args.dir.as_deref()).await?;
+            if let Some(path) = &out {
+                std::fs::write(path, serde_json::to_string_pretty(&plan)?).with_context(|| format!("writing {}", path.display()))?;
+            }
+            if args.json {
+                print(&plan)?;
+            } else {
+                print!("{}", bfm_schema::render_plan_text(&plan, color));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SchemaCmd::Apply { args, approvals, plan_file, non_destructive_only } => {
+            let plan = match &plan_file {
+                Some(p) => Some(
+                    serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
+                        .with_context(|| format!("{} is not a plan", p.display()))?,
+                ),
+                None => None,
+            };
+            let report = engine.schema_apply(&args.connection, args.dir.as_deref(), plan, &approvals, non_destructive_only, ctx).await?;
+            if args.json {
+                print(&report)?;
+            } else {
+                for s in &report.applied {
+                    println!("{} {} ({:.0} ms)", style("applied").green(), s.object, s.duration_ms);
+                }
+                for s in &report.skipped {
+                    println!("{} {}: {}", style("skipped").yellow(), s.object, s.reason);
+                }
+                println!(
+                    "{} step(s) applied, {} skipped; the live schema {} the desired one",
+                    report.applied.len(),
+                    report.skipped.len(),
+                    if report.converged { "matches" } else { "does not yet match" }
+                );
+            }
+            Ok(if report.converged { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        SchemaCmd::Validate { args } => {
+            let drift = engine.schema_validate(&args.connection).await?;
+            if args.json {
+                print(&drift)?;
+            } else if drift.in_sync {
+                println!(
+                    "No drift: the live schema matches the snapshot of the last apply ({}).",
+                    &drift.live_fingerprint[..drift.live_fingerprint.len().min(12)]
+                );
+            } else {
+                for d in &drift.drifts {
+                    println!(
+                        "{} {:?} {}: {} → {}",
+                        style(format!("{:?}", d.change).to_lowercase()).red(),
+                        d.kind,
+                        d.object,
+                        d.before.as_deref().unwrap_or("-"),
+                        d.after.as_deref().unwrap_or("-")
+                    );
+                }
+                println!("{} object(s) drifted since the last apply", drift.drifts.len());
+            }
+            Ok(if drift.in_sync { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        SchemaCmd::Snapshot { args } => {
+            let snap = engine.schema_snapshot(&args.connection).await?;
+            if args.json {
+                print(
+                    &serde_json::json!({"fingerprint": snap.fingerprint, "taken_at": snap.taken_at, "managed_schemas": snap.managed_schemas}),
+                )?;
+            } else {
+                println!("snapshot stored: {}", snap.fingerprint);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SchemaCmd::Dump { args, out } => {
+            let files = engine.schema_dump(&args.connection, &out).await?;
+            if args.json {
+                print(&files)?;
+            } else {
+                for f in &files {
+                    println!("{}", f.display());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        SchemaCmd::Status { args } => {
+            let st = engine.schema_status(&args.connection, args.dir.as_deref()).await?;
+            if args.json {
+                print(&st)?;
+            } else {
+                println!(
+                    "live {}  desired {}",
+                    &st.live_fingerprint[..st.live_fingerprint.len().min(12)],
+                    &st.desired_fingerprint[..st.desired_fingerprint.len().min(12)]
+                );
+                if st.in_sync {
+                    println!("{}", style("in sync").green());
+                } else {
+                    println!("{} step(s) pending, {} destructive", st.pending_steps, st.destructive_steps);
+                    for a in &st.approvals_required {
+                        println!("  needs --approve {a}");
+                    }
+                }
+                if let Some(d) = &st.drift {
+                    println!(
+                        "drift since the last apply: {}",
+                        if d.in_sync { "none".to_string() } else { format!("{} object(s)", d.drifts.len()) }
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+pub async fn baseline(engine: &Arc<Engine>, args: BaselineArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
+    if engine.config().sfm_path.is_none() {
+        bail!("no sfm path: set BFM_SFM_PATH or --sfm");
+    }
+    let r = engine.baseline(&args.connection, ctx).await?;
+    if args.json {
+        print(&r)?;
+    } else {
+        println!("{}: {} statement(s) written to {}, recorded as applied", r.migration_id, r.statements, r.file.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
