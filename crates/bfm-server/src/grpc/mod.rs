@@ -227,7 +227,8 @@ mod tests {
     /// must use other numbers.
     #[test]
     fn bfm_field_numbers_are_kept() {
-        const BFM: &[(&str, &[(&str, i32, &str)])] = &[
+        type Fields = &'static [(&'static str, i32, &'static str)];
+        const BFM: &[(&str, Fields)] = &[
             (
                 "MigrationTarget",
                 &[
