@@ -313,7 +313,6 @@ impl Engine {
             )));
         }
         let context = Arc::new(context);
-        let now = chrono::Utc::now();
         let mut events = Vec::new();
         let mut ids = Vec::new();
         for r in failed {
@@ -324,28 +323,17 @@ impl Engine {
                 schema: r.schema.clone(),
                 run_id: None,
                 context: context.clone(),
+                // Pending again; the failure is kept for the record (and for resuming).
                 state: Some(bfm_state::StateUpdate {
                     status: bfm_core::Status::Pending,
-                    checksum: r.checksum.clone(),
-                    applied_at: None,
-                    duration_ms: None,
-                    error: r.error.clone(),
                     failed_statement: r.failed_statement.clone(),
                     failed_statement_index: r.failed_statement_index,
                     statements_done: keep,
-                    partial: false,
-                    ledger: r.ledger,
+                    ..bfm_state::StateUpdate::failed(r.checksum.clone(), r.error.clone().unwrap_or_default(), r.ledger)
                 }),
                 history: Some(bfm_state::HistoryEntry {
-                    operation: bfm_state::Operation::Retry,
-                    status: "pending".into(),
-                    checksum: None,
                     error: r.error.clone(),
-                    failed_statement: None,
-                    failed_statement_index: None,
-                    started_at: None,
-                    finished_at: now,
-                    duration_ms: None,
+                    ..bfm_state::HistoryEntry::new(bfm_state::Operation::Retry, "pending")
                 }),
             });
             ids.push(m.display_id(&r.schema));
@@ -360,7 +348,6 @@ impl Engine {
         let schema = schema.map(str::to_string).or(prefixed);
         let rows = self.state.states(&bfm_state::StateFilter { migration_id: Some(m.id.clone()), schema, ..Default::default() }).await?;
         let context = Arc::new(context);
-        let now = chrono::Utc::now();
         let events: Vec<bfm_state::Event> = rows
             .iter()
             .filter(|r| r.status == bfm_core::Status::Applied && r.checksum.as_ref() != Some(&m.checksum))
@@ -370,28 +357,11 @@ impl Engine {
                 schema: r.schema.clone(),
                 run_id: None,
                 context: context.clone(),
-                state: Some(bfm_state::StateUpdate {
-                    status: r.status,
-                    checksum: Some(m.checksum.clone()),
-                    applied_at: r.applied_at,
-                    duration_ms: r.duration_ms,
-                    error: None,
-                    failed_statement: None,
-                    failed_statement_index: None,
-                    statements_done: r.statements_done,
-                    partial: false,
-                    ledger: r.ledger,
-                }),
+                state: Some(bfm_state::StateUpdate::applied(Some(m.checksum.clone()), r.applied_at, r.duration_ms, r.ledger)),
                 history: Some(bfm_state::HistoryEntry {
-                    operation: bfm_state::Operation::AcceptChecksum,
-                    status: "applied".into(),
                     checksum: Some(m.checksum.clone()),
                     error: r.checksum.as_ref().map(|old| format!("accepted changed script (was {old}, now {})", m.checksum)),
-                    failed_statement: None,
-                    failed_statement_index: None,
-                    started_at: None,
-                    finished_at: now,
-                    duration_ms: None,
+                    ..bfm_state::HistoryEntry::new(bfm_state::Operation::AcceptChecksum, "applied")
                 }),
             })
             .collect();

@@ -499,17 +499,7 @@ fn history(
     started: DateTime<Utc>,
     duration: Option<i64>,
 ) -> HistoryEntry {
-    HistoryEntry {
-        operation: op,
-        status: status.to_string(),
-        checksum,
-        error,
-        failed_statement: None,
-        failed_statement_index: None,
-        started_at: Some(started),
-        finished_at: Utc::now(),
-        duration_ms: duration,
-    }
+    HistoryEntry { checksum, error, started_at: Some(started), duration_ms: duration, ..HistoryEntry::new(op, status) }
 }
 
 async fn run_chain(shared: Arc<Shared>, chain: Chain) {
@@ -612,7 +602,11 @@ async fn run_locked(
         }
     };
     let transactional_target = target.capabilities().transactional_ddl;
-    for &i in &segment.steps {
+    let batch_limit = session.batch_limit().max(1);
+    let steps = &segment.steps;
+    let mut k = 0;
+    while k < steps.len() {
+        let i = steps[k];
         let step = &shared.steps[i];
         if shared.engine.is_stopping() {
             return Err("not run: bfm is shutting down".into());
@@ -624,7 +618,23 @@ async fn run_locked(
         if let Some(&p) = step.after.iter().find(|&&p| *shared.fates[p].borrow() != Fate::Succeeded) {
             return Err(format!("blocked by {}", shared.steps[p].display_id()));
         }
-        run_step(shared, i, step, &ledger, transactional_target, session).await?;
+        if batch_limit > 1 && batchable(step, transactional_target, &ledger) {
+            // Extend the batch while the next steps qualify and wait only for steps before them.
+            let mut end = k + 1;
+            while end < steps.len() && end - k < batch_limit {
+                let next = &shared.steps[steps[end]];
+                let deps_ok = next.after.iter().all(|p| steps[k..end].contains(p) || *shared.fates[*p].borrow() == Fate::Succeeded);
+                if !deps_ok || !batchable(next, transactional_target, &ledger) {
+                    break;
+                }
+                end += 1;
+            }
+            run_batch(shared, &steps[k..end], session).await?;
+            k = end;
+        } else {
+            run_step(shared, i, step, &ledger, transactional_target, session).await?;
+            k += 1;
+        }
     }
     Ok(())
 }
@@ -644,56 +654,8 @@ async fn run_step(
     let op = shared.operation(i);
     let row = shared.prepared.row(&m.id, &step.schema);
 
-    // The ledger is authoritative under the lock.
-    match step.direction {
-        Direction::Up => {
-            if let Some(entry) = ledger.get(&m.id) {
-                let ev = shared.event(
-                    i,
-                    Operation::Reconcile,
-                    Some(applied_state(Some(entry.checksum.clone()), Some(entry.applied_at), None, true)),
-                    Some(history(
-                        Operation::Reconcile,
-                        "applied",
-                        Some(entry.checksum.clone()),
-                        Some("already applied in the target (ledger); state updated".into()),
-                        started_at,
-                        None,
-                    )),
-                );
-                shared.engine.recorder.record(ev);
-                shared.finish(
-                    i,
-                    StepOutcomeKind::Skipped,
-                    "already applied in the target (ledger)".into(),
-                    clock.elapsed(),
-                    None,
-                    None,
-                    None,
-                );
-                return Ok(());
-            }
-        }
-        Direction::Down => {
-            if !ledger.contains_key(&m.id) && row.is_some_and(|r| r.ledger) {
-                let ev = shared.event(
-                    i,
-                    Operation::Reconcile,
-                    Some(rolled_back_state(row.and_then(|r| r.checksum.clone()))),
-                    Some(history(
-                        Operation::Reconcile,
-                        "rolled_back",
-                        None,
-                        Some("not applied in the target (ledger); state updated".into()),
-                        started_at,
-                        None,
-                    )),
-                );
-                shared.engine.recorder.record(ev);
-                shared.finish(i, StepOutcomeKind::Skipped, "not applied in the target (ledger)".into(), clock.elapsed(), None, None, None);
-                return Ok(());
-            }
-        }
+    if skip_by_ledger(shared, i, step, ledger, row, started_at, clock) {
+        return Ok(());
     }
 
     // Render for this schema and split.
@@ -724,15 +686,10 @@ async fn run_step(
             op,
             Some(StateUpdate {
                 status: Status::Running,
-                checksum: row.and_then(|r| r.checksum.clone()),
                 applied_at: None,
-                duration_ms: None,
-                error: None,
-                failed_statement: None,
-                failed_statement_index: None,
                 statements_done: resume_from as i64,
                 partial: true,
-                ledger: row.is_some_and(|r| r.ledger),
+                ..StateUpdate::applied(row.and_then(|r| r.checksum.clone()), None, None, row.is_some_and(|r| r.ledger))
             }),
             None,
         );
@@ -774,24 +731,184 @@ async fn run_step(
     }
     match result {
         Ok(_) => {
-            let duration = clock.elapsed().as_millis() as i64;
-            let (state, hist, outcome) = match step.direction {
-                Direction::Up => (
-                    applied_state(Some(m.checksum.clone()), Some(Utc::now()), Some(duration), true),
-                    history(op, "applied", Some(m.checksum.clone()), None, started_at, Some(duration)),
-                    StepOutcomeKind::Applied,
-                ),
-                Direction::Down => (
-                    rolled_back_state(Some(m.checksum.clone())),
-                    history(op, "rolled_back", None, None, started_at, Some(duration)),
-                    StepOutcomeKind::RolledBack,
-                ),
-            };
-            shared.engine.recorder.record(shared.event(i, op, Some(state), Some(hist)));
-            shared.finish(i, outcome, step.reason.to_string(), clock.elapsed(), None, None, None);
+            record_success(shared, i, started_at, clock.elapsed());
             Ok(())
         }
         Err(f) => {
+            fail_step(shared, i, op, started_at, clock, f.to_string(), f.statement_index, f.statement.clone(), f.statements_done, f.partial)
+        }
+    }
+}
+
+/// The ledger is authoritative under the lock: a step it already shows as done is not run
+/// again; the state is brought in line. Returns whether the step was handled so.
+fn skip_by_ledger(
+    shared: &Arc<Shared>,
+    i: usize,
+    step: &Step,
+    ledger: &HashMap<String, LedgerEntry>,
+    row: Option<&bfm_state::StateRow>,
+    started_at: DateTime<Utc>,
+    clock: Instant,
+) -> bool {
+    let m = &step.migration;
+    match step.direction {
+        Direction::Up => {
+            if let Some(entry) = ledger.get(&m.id) {
+                let ev = shared.event(
+                    i,
+                    Operation::Reconcile,
+                    Some(StateUpdate::applied(Some(entry.checksum.clone()), Some(entry.applied_at), None, true)),
+                    Some(history(
+                        Operation::Reconcile,
+                        "applied",
+                        Some(entry.checksum.clone()),
+                        Some("already applied in the target (ledger); state updated".into()),
+                        started_at,
+                        None,
+                    )),
+                );
+                shared.engine.recorder.record(ev);
+                shared.finish(
+                    i,
+                    StepOutcomeKind::Skipped,
+                    "already applied in the target (ledger)".into(),
+                    clock.elapsed(),
+                    None,
+                    None,
+                    None,
+                );
+                return true;
+            }
+        }
+        Direction::Down => {
+            if !ledger.contains_key(&m.id) && row.is_some_and(|r| r.ledger) {
+                let ev = shared.event(
+                    i,
+                    Operation::Reconcile,
+                    Some(StateUpdate::rolled_back(row.and_then(|r| r.checksum.clone()))),
+                    Some(history(
+                        Operation::Reconcile,
+                        "rolled_back",
+                        None,
+                        Some("not applied in the target (ledger); state updated".into()),
+                        started_at,
+                        None,
+                    )),
+                );
+                shared.engine.recorder.record(ev);
+                shared.finish(i, StepOutcomeKind::Skipped, "not applied in the target (ledger)".into(), clock.elapsed(), None, None, None);
+                return true;
+            }
+        }
+    }
+
+    false
+}
+
+/// A step that ran: its state, its history row, its result.
+fn record_success(shared: &Arc<Shared>, i: usize, started_at: DateTime<Utc>, elapsed: Duration) {
+    let step = &shared.steps[i];
+    let m = &step.migration;
+    let op = shared.operation(i);
+    let duration = elapsed.as_millis() as i64;
+    let (state, hist, outcome) = match step.direction {
+        Direction::Up => (
+            StateUpdate::applied(Some(m.checksum.clone()), Some(Utc::now()), Some(duration), true),
+            history(op, "applied", Some(m.checksum.clone()), None, started_at, Some(duration)),
+            StepOutcomeKind::Applied,
+        ),
+        Direction::Down => (
+            StateUpdate::rolled_back(Some(m.checksum.clone())),
+            history(op, "rolled_back", None, None, started_at, Some(duration)),
+            StepOutcomeKind::RolledBack,
+        ),
+    };
+    shared.engine.recorder.record(shared.event(i, op, Some(state), Some(hist)));
+    shared.finish(i, outcome, step.reason.to_string(), elapsed, None, None, None);
+}
+
+/// Whether a step can travel in a batch: transactional on a transactional target, nothing to
+/// check against the target first.
+fn batchable(step: &Step, transactional_target: bool, ledger: &HashMap<String, LedgerEntry>) -> bool {
+    let m = &step.migration;
+    let in_ledger = ledger.contains_key(&m.id);
+    transactional_target
+        && m.transactional
+        && m.requires_tables.is_empty()
+        && m.requires_schemas.is_empty()
+        && m.structured_dependencies.iter().all(|d| d.requires_table.is_none() && d.requires_schema.is_none())
+        && match step.direction {
+            Direction::Up => !in_ledger,
+            Direction::Down => in_ledger,
+        }
+}
+
+/// Consecutive transactional steps of a chain, sent together: each keeps its own transaction and
+/// its own ledger row, and the target stops at the first failure, so the outcome is the same as
+/// one by one — without a round trip per step.
+async fn run_batch(shared: &Arc<Shared>, batch: &[usize], session: &mut dyn Session) -> Result<(), String> {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let environment = shared.options.environment.clone().or(shared.engine.config.environment.clone()).unwrap_or_default();
+    let mut rendered = Vec::with_capacity(batch.len());
+    for &i in batch {
+        match render_step(&shared.steps[i], &environment) {
+            Ok(r) => rendered.push(r),
+            Err(e) => {
+                // Run what rendered; this step then fails on its own.
+                if !rendered.is_empty() {
+                    Box::pin(run_batch(shared, &batch[..rendered.len()], session)).await?;
+                }
+                let op = shared.operation(i);
+                return fail_step(shared, i, op, started_at, clock, e, None, None, 0, false);
+            }
+        }
+    }
+    let scripts: Vec<StepScript<'_>> = batch
+        .iter()
+        .zip(&rendered)
+        .map(|(&i, (sql, statements))| {
+            let step = &shared.steps[i];
+            let m = &step.migration;
+            StepScript {
+                migration_id: &m.id,
+                schema: &step.schema,
+                version: m.version.as_str(),
+                direction: step.direction,
+                sql,
+                statements,
+                transactional: true,
+                checksum: &m.checksum,
+                run_id: &shared.run_id,
+                resume_from: 0,
+            }
+        })
+        .collect();
+    for &i in batch {
+        let s = &shared.steps[i];
+        shared.emit(i, "running", format!("running {}", s.display_id()), None);
+        if let Some(o) = shared.engine.observer() {
+            o.step_started(&s.migration.connection, &s.migration.backend);
+        }
+    }
+    let outcome = session.apply_batch(&scripts).await;
+    // Durations inside one round trip are not separable: each step gets its share.
+    let share = clock.elapsed() / batch.len().max(1) as u32;
+    for (k, &i) in batch.iter().enumerate() {
+        let s = &shared.steps[i];
+        if let Some(o) = shared.engine.observer() {
+            o.step_ran(&s.migration.connection, &s.migration.backend, k < outcome.completed, share);
+        }
+        if k < outcome.completed {
+            record_success(shared, i, started_at, share);
+        }
+    }
+    match outcome.failure {
+        None => Ok(()),
+        Some(f) => {
+            let i = batch[outcome.completed.min(batch.len() - 1)];
+            let op = shared.operation(i);
             fail_step(shared, i, op, started_at, clock, f.to_string(), f.statement_index, f.statement.clone(), f.statements_done, f.partial)
         }
     }
@@ -817,21 +934,15 @@ fn fail_step(
     let state = if step.direction == Direction::Down && !partial {
         None
     } else {
+        let checksum =
+            if step.direction == Direction::Up { Some(step.migration.checksum.clone()) } else { row.and_then(|r| r.checksum.clone()) };
         Some(StateUpdate {
-            status: Status::Failed,
-            checksum: if step.direction == Direction::Up {
-                Some(step.migration.checksum.clone())
-            } else {
-                row.and_then(|r| r.checksum.clone())
-            },
-            applied_at: None,
             duration_ms: Some(duration),
-            error: Some(error.clone()),
             failed_statement: statement.clone(),
             failed_statement_index: index.map(|x| x as i64),
             statements_done: done as i64,
             partial,
-            ledger: row.is_some_and(|r| r.ledger),
+            ..StateUpdate::failed(checksum, error.clone(), row.is_some_and(|r| r.ledger))
         })
     };
     let mut h = history(op, "failed", Some(step.migration.checksum.clone()), Some(error.clone()), started_at, Some(duration));
@@ -840,41 +951,6 @@ fn fail_step(
     shared.engine.recorder.record(shared.event(i, op, state, Some(h)));
     shared.finish(i, StepOutcomeKind::Failed, step.reason.to_string(), clock.elapsed(), Some(error.clone()), index, statement);
     Err(format!("blocked by failure of {}", step.display_id()))
-}
-
-fn applied_state(
-    checksum: Option<bfm_core::Checksum>,
-    applied_at: Option<DateTime<Utc>>,
-    duration: Option<i64>,
-    ledger: bool,
-) -> StateUpdate {
-    StateUpdate {
-        status: Status::Applied,
-        checksum,
-        applied_at,
-        duration_ms: duration,
-        error: None,
-        failed_statement: None,
-        failed_statement_index: None,
-        statements_done: 0,
-        partial: false,
-        ledger,
-    }
-}
-
-fn rolled_back_state(checksum: Option<bfm_core::Checksum>) -> StateUpdate {
-    StateUpdate {
-        status: Status::RolledBack,
-        checksum,
-        applied_at: None,
-        duration_ms: None,
-        error: None,
-        failed_statement: None,
-        failed_statement_index: None,
-        statements_done: 0,
-        partial: false,
-        ledger: true,
-    }
 }
 
 /// `requires_table` / `requires_schema` of the migration and of its structured dependencies,

@@ -107,7 +107,6 @@ impl Engine {
             execution_method: "reconcile".into(),
             execution_context: serde_json::json!({"source": "reconcile", "host": crate::host_name()}).to_string(),
         });
-        let now = Utc::now();
         for conn in connections {
             if !self.config.connections.contains_key(conn) {
                 continue;
@@ -144,28 +143,11 @@ impl Engine {
                     schema: l.schema.clone(),
                     run_id: Some(l.run_id.clone()),
                     context: context.clone(),
-                    state: Some(StateUpdate {
-                        status: Status::Applied,
-                        checksum: Some(l.checksum.clone()),
-                        applied_at: Some(l.applied_at),
-                        duration_ms: None,
-                        error: None,
-                        failed_statement: None,
-                        failed_statement_index: None,
-                        statements_done: 0,
-                        partial: false,
-                        ledger: true,
-                    }),
+                    state: Some(StateUpdate::applied(Some(l.checksum.clone()), Some(l.applied_at), None, true)),
                     history: Some(HistoryEntry {
-                        operation: Operation::Reconcile,
-                        status: "applied".into(),
                         checksum: Some(l.checksum.clone()),
                         error: Some("applied in the target but not recorded (interrupted run); recorded from the ledger".into()),
-                        failed_statement: None,
-                        failed_statement_index: None,
-                        started_at: None,
-                        finished_at: now,
-                        duration_ms: None,
+                        ..HistoryEntry::new(Operation::Reconcile, "applied")
                     }),
                 });
                 report.applied.push(display(&l.migration_id, &l.schema));
@@ -180,28 +162,10 @@ impl Engine {
                         schema: r.schema.clone(),
                         run_id: None,
                         context: context.clone(),
-                        state: Some(StateUpdate {
-                            status: Status::RolledBack,
-                            checksum: r.checksum.clone(),
-                            applied_at: None,
-                            duration_ms: None,
-                            error: None,
-                            failed_statement: None,
-                            failed_statement_index: None,
-                            statements_done: 0,
-                            partial: false,
-                            ledger: true,
-                        }),
+                        state: Some(StateUpdate::rolled_back(r.checksum.clone())),
                         history: Some(HistoryEntry {
-                            operation: Operation::Reconcile,
-                            status: "rolled_back".into(),
-                            checksum: None,
                             error: Some("recorded as applied but absent from the target's ledger; recorded as rolled back".into()),
-                            failed_statement: None,
-                            failed_statement_index: None,
-                            started_at: None,
-                            finished_at: now,
-                            duration_ms: None,
+                            ..HistoryEntry::new(Operation::Reconcile, "rolled_back")
                         }),
                     });
                     report.rolled_back.push(display(&r.migration_id, &r.schema));
@@ -213,27 +177,17 @@ impl Engine {
                         run_id: r.run_id.clone(),
                         context: context.clone(),
                         state: Some(StateUpdate {
-                            status: Status::Failed,
-                            checksum: r.checksum.clone(),
-                            applied_at: None,
-                            duration_ms: None,
-                            error: Some("interrupted: the process running this non-transactional step stopped; part of it may be applied — check, then `bfm migrate retry`".into()),
-                            failed_statement: None,
-                            failed_statement_index: None,
                             statements_done: r.statements_done,
                             partial: true,
-                            ledger: r.ledger,
+                            ..StateUpdate::failed(
+                                r.checksum.clone(),
+                                "interrupted: the process running this non-transactional step stopped; part of it may be applied — check, then `bfm migrate retry`".into(),
+                                r.ledger,
+                            )
                         }),
                         history: Some(HistoryEntry {
-                            operation: Operation::Reconcile,
-                            status: "failed".into(),
-                            checksum: None,
                             error: Some("interrupted while running (no transaction)".into()),
-                            failed_statement: None,
-                            failed_statement_index: None,
-                            started_at: None,
-                            finished_at: now,
-                            duration_ms: None,
+                            ..HistoryEntry::new(Operation::Reconcile, "failed")
                         }),
                     });
                     report.interrupted.push(display(&r.migration_id, &r.schema));

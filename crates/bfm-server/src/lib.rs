@@ -181,14 +181,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let started = Instant::now();
-    match engine.reload().await {
-        Ok(r) => tracing::info!(
-            migrations = r.migrations,
-            errors = r.errors,
-            added = r.sync.added.len(),
-            missing = r.sync.missing.len(),
-            "catalogue loaded"
-        ),
+    // The engine read the catalogue when it opened; record it.
+    match engine.sync_catalog().await {
+        Ok(r) => tracing::info!(migrations = engine.catalog().len(), added = r.added.len(), missing = r.missing.len(), "catalogue loaded"),
         Err(e) => return Err(format!("recording the catalogue in the state store: {e}")),
     }
     for d in engine.diagnostics().iter().filter(|d| d.severity == bfm_core::Severity::Error) {

@@ -151,6 +151,34 @@ pub struct StateUpdate {
     pub ledger: bool,
 }
 
+impl StateUpdate {
+    /// Applied (with the checksum of what ran).
+    pub fn applied(checksum: Option<Checksum>, applied_at: Option<DateTime<Utc>>, duration_ms: Option<i64>, ledger: bool) -> StateUpdate {
+        StateUpdate {
+            status: Status::Applied,
+            checksum,
+            applied_at,
+            duration_ms,
+            error: None,
+            failed_statement: None,
+            failed_statement_index: None,
+            statements_done: 0,
+            partial: false,
+            ledger,
+        }
+    }
+
+    /// Rolled back (undone in the target, which tracks it in its ledger).
+    pub fn rolled_back(checksum: Option<Checksum>) -> StateUpdate {
+        StateUpdate { status: Status::RolledBack, applied_at: None, duration_ms: None, ..StateUpdate::applied(checksum, None, None, true) }
+    }
+
+    /// Failed with `error`; set the statement fields and `partial` as known.
+    pub fn failed(checksum: Option<Checksum>, error: String, ledger: bool) -> StateUpdate {
+        StateUpdate { status: Status::Failed, error: Some(error), ..StateUpdate::applied(checksum, None, None, ledger) }
+    }
+}
+
 /// One history row to append.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HistoryEntry {
@@ -164,6 +192,23 @@ pub struct HistoryEntry {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: DateTime<Utc>,
     pub duration_ms: Option<i64>,
+}
+
+impl HistoryEntry {
+    /// A row that ends now; set the optional fields as known.
+    pub fn new(operation: Operation, status: &str) -> HistoryEntry {
+        HistoryEntry {
+            operation,
+            status: status.to_string(),
+            checksum: None,
+            error: None,
+            failed_statement: None,
+            failed_statement_index: None,
+            started_at: None,
+            finished_at: Utc::now(),
+            duration_ms: None,
+        }
+    }
 }
 
 /// A state transition and/or a history row, written atomically.

@@ -385,9 +385,9 @@ impl StateStore for SqlStateStore {
         let qualify = |t: &str| self.table(t);
         let set_version = |v: i64| {
             match self.backend {
-            StateBackend::Mysql => {
-                self.q(&format!("INSERT INTO {{bfm_meta}} (meta_key, meta_value) VALUES ('schema_version', '{v}') ON DUPLICATE KEY UPDATE meta_value = '{v}'"))
-            }
+            StateBackend::Mysql => self.q(&format!(
+                "INSERT INTO {{bfm_meta}} (meta_key, meta_value) VALUES ('schema_version', '{v}') ON DUPLICATE KEY UPDATE meta_value = '{v}'"
+            )),
             _ => self.q(&format!(
                 "INSERT INTO {{bfm_meta}} (meta_key, meta_value) VALUES ('schema_version', '{v}') ON CONFLICT (meta_key) DO UPDATE SET meta_value = '{v}'"
             )),
@@ -395,75 +395,61 @@ impl StateStore for SqlStateStore {
         };
         // BfM kept an old table called bfm_migrations; our view takes the name, the table is kept.
         let legacy = match self.backend {
-            StateBackend::Postgresql => Some(self.q(
-                "SELECT count(*) FROM pg_tables WHERE tablename = 'bfm_migrations' AND schemaname = COALESCE(?, current_schema())",
-            )),
-            StateBackend::Mysql => {
-                Some("SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'bfm_migrations' AND table_type = 'BASE TABLE'".to_string())
-            }
-            StateBackend::Sqlite => Some("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'bfm_migrations'".to_string()),
+            StateBackend::Postgresql => self.q("SELECT count(*) FROM pg_tables WHERE tablename = 'bfm_migrations' AND schemaname = COALESCE(?, current_schema())"),
+            StateBackend::Mysql => "SELECT count(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'bfm_migrations' AND table_type = 'BASE TABLE'".to_string(),
+            StateBackend::Sqlite => "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'bfm_migrations'".to_string(),
         };
         let rename = self.q("ALTER TABLE {bfm_migrations} RENAME TO bfm_migrations_legacy");
+        let current_sql = self.q("SELECT meta_value FROM {bfm_meta} WHERE meta_key = 'schema_version'");
+        let pg_schema = self.pg_schema.clone();
+        let backend = self.backend;
+        // The upgrade itself, on one connection (or transaction) `$c`, once the caller holds the
+        // backend's lock: read the version again, keep a legacy table, run what is missing.
+        macro_rules! upgrade {
+            ($c:expr) => {{
+                let current: Option<String> = sqlx::query_scalar(AssertSqlSafe(current_sql.clone())).fetch_optional(&mut *$c).await?;
+                let current = current.and_then(|v| v.parse().ok()).unwrap_or(0);
+                if current == 0 {
+                    let mut q = sqlx::query_scalar(AssertSqlSafe(legacy.clone()));
+                    if backend == StateBackend::Postgresql {
+                        q = q.bind(pg_schema.clone());
+                    }
+                    let n: i64 = q.fetch_one(&mut *$c).await?;
+                    if n > 0 {
+                        sqlx::raw_sql(AssertSqlSafe(rename.clone())).execute(&mut *$c).await?;
+                    }
+                }
+                for (v, stmts) in schema::upgrade(backend, &qualify, current) {
+                    for s in stmts {
+                        if let Err(e) = sqlx::raw_sql(AssertSqlSafe(s)).execute(&mut *$c).await {
+                            // MySQL DDL is not transactional: an index may remain from an
+                            // interrupted earlier attempt.
+                            let dup = backend == StateBackend::Mysql && matches!(&e, sqlx::Error::Database(d) if d.message().contains("Duplicate key name"));
+                            if !dup {
+                                return Err(e.into());
+                            }
+                        }
+                    }
+                    sqlx::raw_sql(AssertSqlSafe(set_version(v))).execute(&mut *$c).await?;
+                }
+                Ok::<(), StateError>(())
+            }};
+        }
         match &self.pool {
             DbPool::Pg(p) => {
                 let mut tx = p.begin().await?;
                 sqlx::query("SELECT pg_advisory_xact_lock(7262541890099001)").execute(&mut *tx).await?;
-                let current: Option<String> =
-                    sqlx::query_scalar(AssertSqlSafe(self.q("SELECT meta_value FROM {bfm_meta} WHERE meta_key = 'schema_version'")))
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                let current = current.and_then(|v| v.parse().ok()).unwrap_or(0);
-                if current == 0
-                    && let Some(sql) = legacy
-                {
-                    let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql)).bind(self.pg_schema.clone()).fetch_one(&mut *tx).await?;
-                    if n > 0 {
-                        sqlx::raw_sql(AssertSqlSafe(rename.clone())).execute(&mut *tx).await?;
-                    }
-                }
-                for (v, stmts) in schema::upgrade(self.backend, &qualify, current) {
-                    for s in stmts {
-                        sqlx::raw_sql(AssertSqlSafe(s)).execute(&mut *tx).await?;
-                    }
-                    sqlx::raw_sql(AssertSqlSafe(set_version(v))).execute(&mut *tx).await?;
-                }
+                upgrade!(tx)?;
                 tx.commit().await?;
             }
             DbPool::Lite(p) => {
                 let mut conn = p.acquire().await?;
                 sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
-                let result: Result<()> = async {
-                    let current: Option<String> =
-                        sqlx::query_scalar(AssertSqlSafe(self.q("SELECT meta_value FROM {bfm_meta} WHERE meta_key = 'schema_version'")))
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                    let current = current.and_then(|v| v.parse().ok()).unwrap_or(0);
-                    if current == 0
-                        && let Some(sql) = &legacy
-                    {
-                        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(&mut *conn).await?;
-                        if n > 0 {
-                            sqlx::raw_sql(AssertSqlSafe(rename.clone())).execute(&mut *conn).await?;
-                        }
-                    }
-                    for (v, stmts) in schema::upgrade(self.backend, &qualify, current) {
-                        for s in stmts {
-                            sqlx::raw_sql(AssertSqlSafe(s)).execute(&mut *conn).await?;
-                        }
-                        sqlx::raw_sql(AssertSqlSafe(set_version(v))).execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                }
-                .await;
-                match result {
-                    Ok(()) => {
-                        sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
-                    }
-                    Err(e) => {
-                        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-                        return Err(e);
-                    }
-                }
+                let result: Result<()> = async { upgrade!(conn) }.await;
+                let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                let ended = sqlx::raw_sql(end).execute(&mut *conn).await;
+                result?;
+                ended?;
             }
             DbPool::My(p) => {
                 // MySQL DDL is not transactional: serialise migrating processes with a named lock.
@@ -472,35 +458,7 @@ impl StateStore for SqlStateStore {
                 if got != Some(1) {
                     return Err(StateError::Config("another process is upgrading the state store; try again".into()));
                 }
-                let result: Result<()> = async {
-                    let current: Option<String> =
-                        sqlx::query_scalar(AssertSqlSafe(self.q("SELECT meta_value FROM {bfm_meta} WHERE meta_key = 'schema_version'")))
-                            .fetch_optional(&mut *conn)
-                            .await?;
-                    let current = current.and_then(|v| v.parse().ok()).unwrap_or(0);
-                    if current == 0
-                        && let Some(sql) = &legacy
-                    {
-                        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(&mut *conn).await?;
-                        if n > 0 {
-                            sqlx::raw_sql(AssertSqlSafe(rename.clone())).execute(&mut *conn).await?;
-                        }
-                    }
-                    for (v, stmts) in schema::upgrade(self.backend, &qualify, current) {
-                        for s in stmts {
-                            // An index may exist from an interrupted earlier attempt.
-                            if let Err(e) = sqlx::raw_sql(AssertSqlSafe(s.clone())).execute(&mut *conn).await {
-                                let dup = matches!(&e, sqlx::Error::Database(d) if d.message().contains("Duplicate key name"));
-                                if !dup {
-                                    return Err(e.into());
-                                }
-                            }
-                        }
-                        sqlx::raw_sql(AssertSqlSafe(set_version(v))).execute(&mut *conn).await?;
-                    }
-                    Ok(())
-                }
-                .await;
+                let result: Result<()> = async { upgrade!(conn) }.await;
                 let _ = sqlx::query("SELECT RELEASE_LOCK('bfm_state_migrate')").execute(&mut *conn).await;
                 result?;
             }

@@ -76,6 +76,14 @@ pub struct StepOutcome {
     pub statements: usize,
 }
 
+/// The result of a batch: the first `completed` steps committed; if `failure` is set, the next
+/// one failed (and committed nothing); the rest did not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    pub completed: usize,
+    pub failure: Option<StepFailure>,
+}
+
 /// A step that failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepFailure {
@@ -188,6 +196,22 @@ pub trait Session: Send {
     async fn table_exists(&mut self, default_schema: &str, table: &str) -> Result<bool, TargetError>;
     /// Run one step; `Err` carries what failed and whether anything stayed applied.
     async fn apply(&mut self, step: &StepScript<'_>) -> Result<StepOutcome, StepFailure>;
+
+    /// How many transactional steps this session can send at once (1: no batching).
+    fn batch_limit(&self) -> usize {
+        1
+    }
+
+    /// Run consecutive transactional steps, each in its own transaction with its ledger row,
+    /// stopping at the first failure. Targets that can send them in one round trip do.
+    async fn apply_batch(&mut self, steps: &[StepScript<'_>]) -> BatchOutcome {
+        for (k, step) in steps.iter().enumerate() {
+            if let Err(f) = self.apply(step).await {
+                return BatchOutcome { completed: k, failure: Some(f) };
+            }
+        }
+        BatchOutcome { completed: steps.len(), failure: None }
+    }
 }
 
 /// Open a target for a connection.

@@ -10,7 +10,7 @@
 
 use crate::config::ConnectionConfig;
 use crate::lock::{Backoff, lock_key};
-use crate::{Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepScript, Target, TargetError, split_table};
+use crate::{BatchOutcome, Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepScript, Target, TargetError, split_table};
 use async_trait::async_trait;
 use bfm_core::sql::Dialect;
 use bfm_core::{BackendKind, Checksum, Direction};
@@ -25,6 +25,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::OnceCell;
+
+/// Steps sent in one message at most (bounds the work lost to a late failure report and the
+/// size of the message).
+const BATCH_LIMIT: usize = 100;
 
 struct Shared {
     name: String,
@@ -440,19 +444,38 @@ impl Session for PgSession {
         if !step.transactional {
             return self.run_non_transactional(step).await;
         }
-        let mut sql = String::with_capacity(step.sql.len() + 512);
-        sql.push_str("BEGIN;\n");
-        let mut prefix = 1;
-        if !step.schema.is_empty() {
-            let _ = writeln!(sql, "SET LOCAL search_path TO {}, public;", Dialect::Postgres.quote_ident(step.schema));
-            prefix += 1;
+        let outcome = self.apply_batch(std::slice::from_ref(step)).await;
+        match outcome.failure {
+            None => Ok(StepOutcome { statements: step.statements.len() }),
+            Some(f) => Err(f),
         }
-        sql.push_str(step.sql);
-        // A newline first: the script may end in a line comment.
-        sql.push_str("\n;\n");
-        sql.push_str(&self.shared.ledger_write(step));
-        sql.push_str(";\nCOMMIT;");
+    }
 
+    fn batch_limit(&self) -> usize {
+        BATCH_LIMIT
+    }
+
+    async fn apply_batch(&mut self, steps: &[StepScript<'_>]) -> BatchOutcome {
+        // One simple-protocol message: per step `BEGIN; SET LOCAL search_path …; <script>;
+        // <ledger write>; COMMIT;`. The server answers every statement with a CommandComplete
+        // and skips the rest of the message at the first error, so counting the answers tells
+        // which step and which statement failed, and nothing after it ran.
+        let mut sql = String::with_capacity(steps.iter().map(|s| s.sql.len() + 512).sum());
+        let mut layout = Vec::with_capacity(steps.len()); // (prefix, statements) per step
+        for step in steps {
+            sql.push_str("BEGIN;\n");
+            let mut prefix = 1;
+            if !step.schema.is_empty() {
+                let _ = writeln!(sql, "SET LOCAL search_path TO {}, public;", Dialect::Postgres.quote_ident(step.schema));
+                prefix += 1;
+            }
+            sql.push_str(step.sql);
+            // A newline first: the script may end in a line comment.
+            sql.push_str("\n;\n");
+            sql.push_str(&self.shared.ledger_write(step));
+            sql.push_str(";\nCOMMIT;\n");
+            layout.push((prefix, step.statements.len()));
+        }
         let mut done = 0usize;
         let mut failure = None;
         {
@@ -467,29 +490,43 @@ impl Session for PgSession {
                 }
             }
         }
-        let n = step.statements.len();
-        match failure {
-            None => Ok(StepOutcome { statements: n }),
-            Some(e) => {
-                if sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await.is_err() {
-                    self.conn.close_on_drop();
-                }
-                let user_done = done.saturating_sub(prefix);
-                let (index, error) = if done < prefix {
-                    (None, format!("setting up the transaction failed: {}", describe(&e)))
-                } else if user_done < n {
-                    (Some(user_done), describe(&e))
-                } else {
-                    (None, format!("commit failed: {}", describe(&e)))
-                };
-                Err(StepFailure {
-                    error,
-                    statement: index.and_then(|i| step.statements.get(i).cloned()),
-                    statement_index: index,
-                    statements_done: 0,
-                    partial: false,
-                })
+        let Some(e) = failure else {
+            return BatchOutcome { completed: steps.len(), failure: None };
+        };
+        if sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await.is_err() {
+            self.conn.close_on_drop();
+        }
+        // Find the step the error belongs to: each takes prefix + statements + 2 answers.
+        let mut start = 0usize;
+        let mut k = 0usize;
+        while k < layout.len() {
+            let (prefix, n) = layout[k];
+            let total = prefix + n + 2;
+            if done < start + total {
+                break;
             }
+            start += total;
+            k += 1;
+        }
+        let k = k.min(steps.len().saturating_sub(1));
+        let (prefix, n) = layout.get(k).copied().unwrap_or((1, 0));
+        let local = done.saturating_sub(start);
+        let (index, error) = if local < prefix {
+            (None, format!("setting up the transaction failed: {}", describe(&e)))
+        } else if local - prefix < n {
+            (Some(local - prefix), describe(&e))
+        } else {
+            (None, format!("commit failed: {}", describe(&e)))
+        };
+        BatchOutcome {
+            completed: k,
+            failure: Some(StepFailure {
+                error,
+                statement: index.and_then(|i| steps[k].statements.get(i).cloned()),
+                statement_index: index,
+                statements_done: 0,
+                partial: false,
+            }),
         }
     }
 }

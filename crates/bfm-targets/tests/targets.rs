@@ -181,3 +181,31 @@ async fn two_connections_on_one_database_keep_separate_ledgers() {
     let mut s = tb.session("r").await.unwrap();
     assert!(s.ledger("x").await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_postgresql_batch_stops_at_the_first_failure_and_keeps_what_committed() {
+    let db = PgDb::new().await;
+    let mut c = ConnectionConfig::new("core", BackendKind::Postgresql);
+    c.url = Some(db.url.clone());
+    let target = connect(&c).await.unwrap();
+    let mut s = target.session("run-1").await.unwrap();
+    assert!(s.batch_limit() > 1);
+    s.prepare_schema("b").await.unwrap();
+    let one = step("b1", "CREATE TABLE one (id int);", Dialect::Postgres);
+    let two = step("b2", "CREATE TABLE two (id int);\nINSERT INTO nope VALUES (1);\nCREATE TABLE two_b (id int);", Dialect::Postgres);
+    let three = step("b3", "CREATE TABLE three (id int);", Dialect::Postgres);
+    let scripts = [script(&one, "b", Direction::Up), script(&two, "b", Direction::Up), script(&three, "b", Direction::Up)];
+    let out = s.apply_batch(&scripts).await;
+    assert_eq!(out.completed, 1);
+    let f = out.failure.unwrap();
+    assert_eq!(f.statement_index, Some(1));
+    assert!(f.statement.unwrap().contains("nope"));
+    assert!(s.table_exists("b", "one").await.unwrap());
+    assert!(!s.table_exists("b", "two").await.unwrap(), "the failed step rolled back");
+    assert!(!s.table_exists("b", "three").await.unwrap(), "nothing after the failure ran");
+    let ledger = s.ledger("b").await.unwrap();
+    assert_eq!(ledger.keys().collect::<Vec<_>>(), vec!["b1"]);
+    // The connection is usable afterwards, and a clean batch commits everything.
+    let out = s.apply_batch(&[script(&three, "b", Direction::Up)]).await;
+    assert_eq!((out.completed, out.failure), (1, None));
+}

@@ -132,6 +132,13 @@ fn drop_mysql_db(name: String) {
     });
 }
 
+/// An HTTP client for tests. bfm uses rustls with the ring provider everywhere; install it
+/// first (installing twice is harmless).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

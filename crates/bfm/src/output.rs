@@ -38,7 +38,7 @@ impl Progress {
     pub fn sink(&self, quiet: bool) -> ProgressSink {
         let bar = self.bar.clone();
         // Per schema: (steps, finished, failed) — for "schemas done / failed / remaining".
-        let schemas: Arc<Mutex<HashMap<(String, String), (usize, usize, usize)>>> = Arc::default();
+        let schemas: Arc<Mutex<HashMap<ChainKey, ChainProgress>>> = Arc::default();
         Arc::new(move |e: &ProgressEvent| {
             let summary = schemas.lock().ok().map(|mut m| {
                 let entry = m.entry((e.connection.clone(), e.schema.clone())).or_default();
@@ -148,12 +148,19 @@ pub fn status_style(status: &str) -> String {
     }
 }
 
+/// (connection, schema).
+type ChainKey = (String, String);
+/// Steps of a chain: (planned, finished, failed).
+type ChainProgress = (usize, usize, usize);
+/// Steps of a chain: (done, failed, not run, first error).
+type ChainSummary = (usize, usize, usize, Option<String>);
+
 /// Above this many steps the summary is per schema, not per step.
 const STEP_TABLE_MAX: usize = 50;
 
 /// One line per schema that did not fully succeed (all of them if there are few).
 fn print_schema_table(report: &RunReport) {
-    let mut per: BTreeMap<(String, String), (usize, usize, usize, Option<String>)> = BTreeMap::new();
+    let mut per: BTreeMap<ChainKey, ChainSummary> = BTreeMap::new();
     for s in &report.steps {
         let e = per.entry((s.connection.clone(), s.schema.clone())).or_default();
         match s.outcome {

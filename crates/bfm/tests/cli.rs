@@ -137,7 +137,7 @@ async fn kill_mid_migration(no_transaction: bool) {
     }
     let mut child = cmd.spawn().unwrap();
     // Wait until the third migration is sleeping, then kill the process without warning.
-    wait_for(&pool, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(CASE%' AND state = 'active' AND pid <> pg_backend_pid())", true, Duration::from_secs(20)).await;
+    wait_for(&pool, "SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'PgSleep' AND pid <> pg_backend_pid())", true, Duration::from_secs(20)).await;
     unsafe {
         libc::kill(child.id() as i32, libc::SIGKILL);
     }

@@ -145,7 +145,7 @@ async fn four_processes_and_eight_requests_apply_every_step_exactly_once() {
         server_cmd.env(k, v);
     }
     let mut server = server_cmd.spawn().unwrap();
-    let client = reqwest::Client::new();
+    let client = bfm_testkit::http_client();
     let base = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     while client.get(format!("{base}/health")).send().await.is_err() {

@@ -78,7 +78,7 @@ async fn start(env: &[(&str, String)], setup: impl FnOnce(&Path)) -> Server {
         cmd.env(k, v);
     }
     let child = cmd.spawn().unwrap();
-    let server = Server { child, base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), _dir: dir };
+    let server = Server { child, base: format!("http://127.0.0.1:{port}"), client: bfm_testkit::http_client(), _dir: dir };
     let start = Instant::now();
     while server.client.get(format!("{}/health", server.base)).send().await.is_err() {
         assert!(start.elapsed() < Duration::from_secs(20), "server did not start");
@@ -207,7 +207,9 @@ async fn the_bfm_readme_example_per_tenant_runs_and_rollbacks() {
 #[tokio::test]
 async fn auth_and_every_client_mistake_is_a_4xx_json_error() {
     let db = PgDb::new().await;
-    let s = start(&pg_env(&db), tree).await;
+    let mut env = pg_env(&db);
+    env.push(("BFM_HTTP_BODY_LIMIT", "65536".into()));
+    let s = start(&env, tree).await;
     let get = |path: &str, auth: Option<&str>| {
         let mut r = s.client.get(format!("{}{path}", s.base));
         if let Some(a) = auth {
@@ -288,7 +290,8 @@ async fn auth_and_every_client_mistake_is_a_4xx_json_error() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 400);
     assert!(r.json::<Value>().await.unwrap()["error"].as_str().unwrap().starts_with("malformed JSON"));
-    let big = format!("{{\"connection\": \"core\", \"schemas\": [\"{}\"]}}", "a".repeat(2 << 20));
+    // A body over the limit (64 KiB for this server) gets 413 with a JSON error.
+    let big = format!("{{\"connection\": \"core\", \"schemas\": [\"{}\"]}}", "a".repeat(100 << 10));
     let r = s
         .client
         .post(format!("{}/api/v1/migrations/up", s.base))
@@ -299,6 +302,7 @@ async fn auth_and_every_client_mistake_is_a_4xx_json_error() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "request body too large");
     // A missing target is "no filter" (within the request's connection), not a crash.
     let (code, r) = s.call("POST", "/api/v1/migrations/up", Some(json!({"connection": "core"}))).await;
     assert_eq!(code, 200, "{r}");

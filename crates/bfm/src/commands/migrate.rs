@@ -8,15 +8,23 @@ use serde_json::json;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-/// Load the catalogue; refuse to run on a tree with errors (they could hide a dependency).
-async fn load_catalog(engine: &Engine) -> anyhow::Result<()> {
-    let report = engine.reload().await.context("recording the catalogue in the state store")?;
-    if report.errors > 0 {
-        for d in engine.diagnostics().iter().filter(|d| d.severity == Severity::Error) {
+/// The catalogue was read when the engine opened: refuse to run on a tree with errors (they
+/// could hide a dependency).
+fn check_catalog(engine: &Engine) -> anyhow::Result<()> {
+    let diagnostics = engine.diagnostics();
+    let errors: Vec<_> = diagnostics.iter().filter(|d| d.severity == Severity::Error).collect();
+    if !errors.is_empty() {
+        for d in &errors {
             eprintln!("{d}");
         }
-        bail!("the migration tree has {} error(s); fix them (see `bfm check`) before running migrations", report.errors);
+        bail!("the migration tree has {} error(s); fix them (see `bfm check`) before running migrations", errors.len());
     }
+    Ok(())
+}
+
+/// Record the catalogue in the state store (new, changed and missing migrations).
+async fn record_catalog(engine: &Engine) -> anyhow::Result<()> {
+    engine.sync_catalog().await.context("recording the catalogue in the state store")?;
     Ok(())
 }
 
@@ -137,8 +145,12 @@ async fn execute(engine: &Arc<Engine>, prepared: Prepared, options: RunOptions, 
 
 pub async fn up(engine: &Arc<Engine>, a: UpArgs, ctx: ExecutionContext, _plan_only: bool) -> anyhow::Result<ExitCode> {
     let t = std::time::Instant::now();
-    load_catalog(engine).await?;
-    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, migrations = engine.catalog().len(), "catalogue loaded and recorded");
+    check_catalog(engine)?;
+    // Recording the catalogue is not needed to plan or run: do it alongside.
+    let sync = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.sync_catalog().await })
+    };
     validate_schemas(&a.schemas)?;
     let mut req = PlanRequest::up(selector(engine, &a.filters)?);
     let selecting = a.schema_pattern.is_some() || a.tenants;
@@ -163,17 +175,25 @@ pub async fn up(engine: &Arc<Engine>, a: UpArgs, ctx: ExecutionContext, _plan_on
     };
     let prepared = engine.prepare(&req).await?;
     tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, steps = prepared.plan.steps.len(), "planned");
-    if a.dry_run {
-        return print_plan(engine, &prepared, a.sql, a.json);
+    let code = if a.dry_run {
+        print_plan(engine, &prepared, a.sql, a.json)?
+    } else {
+        let mut options = RunOptions::new(ctx, "migrate up");
+        options.concurrency = a.concurrency;
+        options.environment = engine.config().environment.clone();
+        execute(engine, prepared, options, a.json).await?
+    };
+    match sync.await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => eprintln!("{} recording the catalogue in the state store failed: {e}", style("warning:").yellow().bold()),
+        Err(e) => eprintln!("{} recording the catalogue ended abnormally: {e}", style("warning:").yellow().bold()),
     }
-    let mut options = RunOptions::new(ctx, "migrate up");
-    options.concurrency = a.concurrency;
-    options.environment = engine.config().environment.clone();
-    execute(engine, prepared, options, a.json).await
+    Ok(code)
 }
 
 pub async fn down(engine: &Arc<Engine>, a: DownArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
-    load_catalog(engine).await?;
+    check_catalog(engine)?;
+    record_catalog(engine).await?;
     validate_schemas(&a.schemas)?;
     let mut filters = a.filters.clone();
     filters.ids.extend(a.migrations.iter().cloned());
@@ -197,7 +217,7 @@ pub async fn down(engine: &Arc<Engine>, a: DownArgs, ctx: ExecutionContext) -> a
 }
 
 pub async fn status(engine: &Arc<Engine>, a: StatusArgs) -> anyhow::Result<ExitCode> {
-    engine.reload().await.context("recording the catalogue in the state store")?;
+    record_catalog(engine).await?;
     if let Some(c) = &a.connection
         && !engine.catalog().iter().any(|m| &m.connection == c)
     {
@@ -244,7 +264,7 @@ pub async fn status(engine: &Arc<Engine>, a: StatusArgs) -> anyhow::Result<ExitC
 }
 
 pub async fn retry(engine: &Arc<Engine>, a: IdArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
-    engine.reload().await?;
+    record_catalog(engine).await?;
     if let Some(s) = &a.schema {
         bfm_core::validate_schema_name(s).map_err(|e| anyhow!("--schema: {e}"))?;
     }
@@ -256,7 +276,7 @@ pub async fn retry(engine: &Arc<Engine>, a: IdArgs, ctx: ExecutionContext) -> an
 }
 
 pub async fn accept_checksum(engine: &Arc<Engine>, a: IdArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
-    engine.reload().await?;
+    record_catalog(engine).await?;
     let ids = engine.accept_checksum(&a.id, a.schema.as_deref(), ctx).await?;
     for id in ids {
         println!("{id}: current script accepted");
@@ -282,7 +302,7 @@ pub fn order(engine: &Arc<Engine>, a: OrderArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn reconcile(engine: &Arc<Engine>, a: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    engine.reload().await?;
+    record_catalog(engine).await?;
     let connections = a.connection.clone().map(|c| vec![c]);
     if let Some(c) = &a.connection {
         engine.ensure_connection(c)?;
