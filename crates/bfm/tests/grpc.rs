@@ -296,8 +296,7 @@ async fn every_rpc_with_bfm_messages_and_corrected_semantics() {
     assert_eq!(r.warning, "", "the configured path itself is no warning: {r:?}");
 
     // gRPC calls are counted in the metrics.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let text = reqwest::Client::new().get(format!("{}/metrics", s.http)).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap();
+    let text = bfm_testkit::http_client().get(format!("{}/metrics", s.http)).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap();
     assert!(text.contains(r#"bfm_grpc_requests_total{method="/migration.MigrationService/Migrate",code="Ok"} 4"#), "{text}");
     assert!(
         text.contains(r#"bfm_grpc_requests_total{method="/migration.MigrationService/RollbackMigration",code="FailedPrecondition"} 1"#),
