@@ -158,6 +158,9 @@ struct Shared {
     results: std::sync::Mutex<Vec<Option<StepResult>>>,
     completed_order: std::sync::Mutex<Vec<usize>>,
     sink: Option<ProgressSink>,
+    /// Held while an event is built and handed to the sink, so that the sink sees events in
+    /// the order of the counters (progress never goes backwards) even with concurrent chains.
+    emitting: std::sync::Mutex<()>,
     done: AtomicUsize,
     failed: AtomicUsize,
     skipped: AtomicUsize,
@@ -167,6 +170,7 @@ struct Shared {
 impl Shared {
     fn emit(&self, step: usize, status: &'static str, message: String, duration: Option<Duration>) {
         let Some(sink) = &self.sink else { return };
+        let _order = self.emitting.lock().unwrap_or_else(|e| e.into_inner());
         let s = &self.steps[step];
         let total = self.steps.len();
         let (done, failed, skipped) =
@@ -398,6 +402,7 @@ impl Engine {
             options,
             run_id: run_id.clone(),
             sink,
+            emitting: std::sync::Mutex::new(()),
             done: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
             skipped: AtomicUsize::new(0),

@@ -17,7 +17,7 @@ pub use declarative::{BaselineReport, DECLARATIVE_ID, StartupReport};
 pub use engine::{Engine, EngineError, Observer, Prepared, ReloadReport, SchemaSelection, validate_schema_pattern};
 pub use execute::{ProgressEvent, ProgressSink, RunOptions, RunReport, StepOutcomeKind, StepResult, render_step};
 pub use reconcile::ReconcileReport;
-pub use service::{ErrorKind, Service, ServiceError};
+pub use service::{Call, ErrorKind, Service, ServiceError, UpRun};
 pub use status::{StatusFilter, StatusRow};
 
 pub use bfm_state::{ExecutionContext, Operation};

@@ -29,19 +29,25 @@ impl std::fmt::Debug for Token {
     }
 }
 
-/// Check `Authorization: Bearer <token>`.
-pub fn check(token: &Token, header: Option<&[u8]>) -> Result<(), ApiError> {
+/// Check `Authorization: Bearer <token>` (an HTTP header or gRPC metadata); the error says
+/// what is wrong without revealing anything about the token.
+pub fn verify(token: &Token, header: Option<&[u8]>) -> Result<(), &'static str> {
     let Some(value) = header else {
-        return Err(ApiError::unauthorized("missing Authorization header"));
+        return Err("missing Authorization header");
     };
     let Some(space) = value.iter().position(|b| *b == b' ') else {
-        return Err(ApiError::unauthorized("invalid Authorization header format"));
+        return Err("invalid Authorization header format");
     };
     let (scheme, rest) = (&value[..space], &value[space + 1..]);
     if !scheme.eq_ignore_ascii_case(b"bearer") {
-        return Err(ApiError::unauthorized("authorization header must use Bearer scheme"));
+        return Err("authorization header must use Bearer scheme");
     }
-    if token.matches(rest) { Ok(()) } else { Err(ApiError::unauthorized("invalid API token")) }
+    if token.matches(rest) { Ok(()) } else { Err("invalid API token") }
+}
+
+/// [`verify`] as an HTTP 401.
+pub fn check(token: &Token, header: Option<&[u8]>) -> Result<(), ApiError> {
+    verify(token, header).map_err(ApiError::unauthorized)
 }
 
 pub async fn require(State(token): State<Token>, req: Request, next: Next) -> Result<Response, ApiError> {

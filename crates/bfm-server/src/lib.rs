@@ -1,16 +1,19 @@
-//! `bfm serve`: the BfM-compatible HTTP API (axum), its OpenAPI document, bearer auth, liveness
-//! and readiness, Prometheus metrics, auto-migrate at start-up, and catalogue reloads on file
-//! changes. Handlers call the engine's [`bfm_engine::Service`] and nothing else.
+//! `bfm serve`: the BfM-compatible HTTP API (axum) and gRPC API (tonic), the OpenAPI document,
+//! bearer auth, liveness and readiness, Prometheus metrics, auto-migrate at start-up, and
+//! catalogue reloads on file changes. Handlers call the engine's [`bfm_engine::Service`] and
+//! nothing else.
 
 pub mod auth;
 pub mod automigrate;
 pub mod error;
+pub mod grpc;
 pub mod http;
 pub mod metrics;
 pub mod openapi;
 pub mod watcher;
 
 use crate::auth::Token;
+pub use crate::grpc::GrpcSettings;
 use crate::http::AppState;
 use crate::metrics::{Metrics, MetricsObserver, RequestLabels};
 use axum::Router;
@@ -165,12 +168,14 @@ pub fn router(service: Arc<Service>, metrics: Arc<Metrics>, token: Token, settin
     app.layer(PropagateRequestIdLayer::new(request_id.clone())).layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
 }
 
-/// Run the server until `shutdown` resolves; then stop starting new steps, let running ones
-/// finish (their locks are released), and return.
+/// Run the server (HTTP, and gRPC unless `grpc` is `None`) until `shutdown` resolves; then
+/// stop taking requests, stop starting new steps, let running ones finish (their locks are
+/// released) and calls in flight end, and return.
 pub async fn serve(
     engine: Arc<Engine>,
     token: Token,
     settings: HttpSettings,
+    grpc: Option<GrpcSettings>,
     auto: automigrate::AutoMigrate,
     watch: bool,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -187,9 +192,17 @@ pub async fn serve(
     let metrics = Arc::new(Metrics::new());
     engine.set_observer(Arc::new(MetricsObserver(metrics.clone())));
     let service = Arc::new(Service::new(engine.clone()));
-    let app = router(service, metrics, token, &settings);
+    let app = router(service.clone(), metrics.clone(), token.clone(), &settings);
     let listener = tokio::net::TcpListener::bind(settings.addr).await.map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let grpc_listener = match &grpc {
+        Some(g) => {
+            let l = tokio::net::TcpListener::bind(g.addr).await.map_err(|e| format!("cannot listen on {} (gRPC): {e}", g.addr))?;
+            tracing::info!(addr = %l.local_addr().map_err(|e| e.to_string())?, "bfm listening (gRPC)");
+            Some(l)
+        }
+        None => None,
+    };
     tracing::info!(%addr, startup_ms = started.elapsed().as_millis() as u64, "bfm listening (HTTP)");
 
     let _watcher = if watch {
@@ -203,17 +216,44 @@ pub async fn serve(
         let engine = engine.clone();
         tokio::spawn(async move { auto.run(engine).await })
     };
-    let engine_for_shutdown = engine.clone();
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(async move {
+
+    // One stop signal for both servers: SIGTERM, or either server failing.
+    let stop = Arc::new(tokio::sync::watch::channel(false).0);
+    {
+        let stop = stop.clone();
+        let engine = engine.clone();
+        tokio::spawn(async move {
             shutdown.await;
             tracing::info!("shutting down: finishing running steps");
-            engine_for_shutdown.begin_shutdown();
-        })
-        .await
-        .map_err(|e| format!("server error: {e}"))?;
+            engine.begin_shutdown();
+            stop.send_replace(true);
+        });
+    }
+    let fail = |e: String| {
+        engine.begin_shutdown();
+        stop.send_replace(true);
+        e
+    };
+    let http = async {
+        let mut stopped = stop.subscribe();
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|v| *v).await;
+            })
+            .await
+            .map_err(|e| fail(format!("server error: {e}")))
+    };
+    let grpc = async {
+        match (grpc, grpc_listener) {
+            (Some(g), Some(l)) => grpc::serve(service.clone(), token.clone(), metrics.clone(), g, l, stop.subscribe()).await.map_err(fail),
+            _ => Ok(()),
+        }
+    };
+    let (http_result, grpc_result) = tokio::join!(http, grpc);
     auto_task.abort();
     engine.close().await;
+    http_result?;
+    grpc_result?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -29,6 +29,12 @@ pub struct RequestLabels {
     pub status: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GrpcLabels {
+    pub method: String,
+    pub code: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     applied: Family<StepLabels, Counter>,
@@ -39,6 +45,7 @@ pub struct Metrics {
     in_flight: Gauge,
     pending: Family<ConnectionLabel, Gauge>,
     pub requests: Family<RequestLabels, Counter>,
+    pub grpc_requests: Family<GrpcLabels, Counter>,
 }
 
 fn seconds_histogram() -> Histogram {
@@ -56,6 +63,7 @@ impl Metrics {
         let in_flight = Gauge::default();
         let pending = Family::<ConnectionLabel, Gauge>::default();
         let requests = Family::<RequestLabels, Counter>::default();
+        let grpc_requests = Family::<GrpcLabels, Counter>::default();
         registry.register("migrations_applied", "Migration steps applied (or rolled back)", applied.clone());
         registry.register("migrations_failed", "Migration steps that failed", failed.clone());
         registry.register(
@@ -72,7 +80,12 @@ impl Metrics {
             pending.clone(),
         );
         registry.register("http_requests", "HTTP requests by route and status", requests.clone());
-        Metrics { registry, applied, failed, skipped, step_duration, lock_wait, in_flight, pending, requests }
+        registry.register(
+            "grpc_requests",
+            "gRPC calls by method and status code (a stream counts with the code it started with)",
+            grpc_requests.clone(),
+        );
+        Metrics { registry, applied, failed, skipped, step_duration, lock_wait, in_flight, pending, requests, grpc_requests }
     }
 
     /// Refresh the pending gauge from the catalogue and the state, then encode everything.

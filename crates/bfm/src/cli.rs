@@ -213,9 +213,13 @@ pub struct ServeArgs {
     /// HTTP port (env BFM_HTTP_PORT, default 7070).
     #[arg(long)]
     pub port: Option<u16>,
-    /// Address to listen on (env BFM_HTTP_HOST, default 0.0.0.0).
+    /// Address to listen on, HTTP and gRPC (env BFM_HTTP_HOST, default 0.0.0.0; BFM_GRPC_HOST
+    /// for gRPC alone).
     #[arg(long)]
     pub host: Option<String>,
+    /// gRPC port (env BFM_GRPC_PORT, default 9090).
+    #[arg(long)]
+    pub grpc_port: Option<u16>,
     /// Do not reload the catalogue when files change.
     #[arg(long)]
     pub no_watch: bool,

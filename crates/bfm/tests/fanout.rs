@@ -136,6 +136,7 @@ async fn four_processes_and_eight_requests_apply_every_step_exactly_once() {
     server_cmd
         .current_dir(d.path())
         .args(["--sfm", "sfm", "serve", "--host", "127.0.0.1", "--port", &port.to_string(), "--no-watch"])
+        .env("BFM_GRPC_ENABLED", "false")
         .env("BFM_API_TOKEN", "tok-0123456789")
         .env("BFM_AUTO_MIGRATE", "false")
         .env("BFM_LOG_LEVEL", "error")

@@ -66,6 +66,8 @@ async fn start(env: &[(&str, String)], setup: impl FnOnce(&Path)) -> Server {
             "127.0.0.1",
             "--port",
             &port.to_string(),
+            "--grpc-port",
+            &free_port().to_string(),
         ])
         .env("BFM_API_TOKEN", TOKEN)
         .env("BFM_AUTO_MIGRATE", "false")

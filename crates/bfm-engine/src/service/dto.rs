@@ -319,6 +319,9 @@ pub struct ReindexResponse {
     pub removed: Vec<String>,
     pub updated: Vec<String>,
     pub total: i64,
+    /// bfm: set when the request named an sfm path other than the configured one (ignored).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub warning: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]

@@ -4,6 +4,7 @@
 
 pub mod dto;
 
+use crate::engine::Prepared;
 use crate::engine::{Engine, EngineError};
 use crate::execute::{ProgressSink, RunOptions};
 use bfm_core::{Catalog, Lookup, Migration, MissingSchema, PlanRequest, Selector, Status, TagFilter};
@@ -40,8 +41,75 @@ impl ServiceError {
     pub fn not_found(message: impl Into<String>) -> ServiceError {
         ServiceError { kind: ErrorKind::NotFound, message: message.into() }
     }
+    pub fn precondition(message: impl Into<String>) -> ServiceError {
+        ServiceError { kind: ErrorKind::Precondition, message: message.into() }
+    }
     pub fn internal(message: impl Into<String>) -> ServiceError {
         ServiceError { kind: ErrorKind::Internal, message: message.into() }
+    }
+}
+
+/// Who asks, and how a run started by the request is labelled, observed and stopped.
+#[derive(Clone)]
+pub struct Call {
+    pub context: ExecutionContext,
+    /// Recorded with the run (`POST /api/v1/migrations/up`, `grpc Migrate`, …).
+    pub command: String,
+    /// Progress events of the run.
+    pub sink: Option<ProgressSink>,
+    /// Set to stop the run after the current step of each chain.
+    pub cancel: Option<Arc<std::sync::atomic::AtomicBool>>,
+}
+
+impl Call {
+    pub fn new(context: ExecutionContext, command: &str) -> Call {
+        Call { context, command: command.to_string(), sink: None, cancel: None }
+    }
+
+    fn options(&self) -> RunOptions {
+        let mut o = RunOptions::new(self.context.clone(), &self.command);
+        o.cancel = self.cancel.clone();
+        o
+    }
+}
+
+/// An up request, validated and planned, not yet run ([`Service::prepare_up`]).
+pub struct UpRun {
+    prepared: Prepared,
+    dry_run: bool,
+    options: RunOptions,
+    sink: Option<ProgressSink>,
+}
+
+impl UpRun {
+    /// Whether the request was a dry run (nothing will be executed).
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
+    /// The steps that will run, in plan order: (display id, base id, schema, connection).
+    pub fn steps(&self) -> Vec<(String, String, String, String)> {
+        self.prepared
+            .plan
+            .steps
+            .iter()
+            .map(|s| (s.display_id(), s.migration.id.clone(), s.schema.clone(), s.migration.connection.clone()))
+            .collect()
+    }
+
+    /// Selected steps that will not run, with why (already applied, …).
+    pub fn skipped(&self) -> Vec<(String, String)> {
+        self.prepared.plan.skipped.iter().map(|s| (s.display_id(), s.reason.to_string())).collect()
+    }
+
+    /// Where the run's progress events go (replacing the call's sink).
+    pub fn set_sink(&mut self, sink: ProgressSink) {
+        self.sink = Some(sink);
+    }
+
+    /// Problems of the plan as a whole (a missing dependency, a cycle, …).
+    pub fn errors(&self) -> Vec<String> {
+        self.prepared.plan.errors.iter().map(|e| e.to_string()).collect()
     }
 }
 
@@ -152,6 +220,12 @@ impl Service {
     /// Run (or plan) an up request and report it in BfM's shape.
     async fn up(&self, req: PlanRequest, dry_run: bool, options: RunOptions, sink: Option<ProgressSink>) -> Result<MigrateResponse> {
         let prepared = self.engine.prepare(&req).await?;
+        self.run_up(UpRun { prepared, dry_run, options, sink }).await
+    }
+
+    /// Run a prepared up request (or report its plan, for a dry run).
+    pub async fn run_up(&self, run: UpRun) -> Result<MigrateResponse> {
+        let UpRun { prepared, dry_run, options, sink } = run;
         if dry_run {
             let errors: Vec<String> = prepared.plan.errors.iter().map(|e| e.to_string()).collect();
             return Ok(MigrateResponse {
@@ -180,6 +254,15 @@ impl Service {
         context: ExecutionContext,
         sink: Option<ProgressSink>,
     ) -> Result<MigrateResponse> {
+        let mut call = Call::new(context, "POST /api/v1/migrations/up");
+        call.sink = sink;
+        let run = self.prepare_up(req, call).await?;
+        self.run_up(run).await
+    }
+
+    /// Validate and plan an up request without running it: every request mistake and every
+    /// failure to plan is reported here, before anything runs (a stream starts only then).
+    pub async fn prepare_up(&self, req: MigrateUpRequest, call: Call) -> Result<UpRun> {
         let connection = self.require_connection(&req.connection)?;
         let selector = Self::request_selector(req.target.as_ref(), &connection)?;
         self.validate_schemas_for(&connection, "schemas", &req.schemas)?;
@@ -203,9 +286,16 @@ impl Service {
         plan.allow_modified = req.allow_modified;
         // A pattern that matches no tenant leaves nothing to do per tenant; not an error.
         plan.missing_schema = if selected_none { MissingSchema::Skip } else { MissingSchema::Error };
-        let mut options = RunOptions::new(context, "POST /api/v1/migrations/up");
+        let mut options = call.options();
         options.environment = req.environment.clone();
-        self.up(plan, req.dry_run, options, sink).await
+        let prepared = self.engine.prepare(&plan).await?;
+        Ok(UpRun { prepared, dry_run: req.dry_run, options, sink: call.sink })
+    }
+
+    /// Check schema names from a request field (`schema`, `schemas`) for a connection: the
+    /// general rule and the backend's own. For surfaces that merge several fields into one list.
+    pub fn validate_request_schemas(&self, connection: &str, field: &str, schemas: &[String]) -> Result<()> {
+        self.validate_schemas_for(connection, field, schemas)
     }
 
     /// `POST /api/v1/migrate`: one schema, an environment.
@@ -234,6 +324,11 @@ impl Service {
 
     /// `POST /api/v1/migrations/down`.
     pub async fn migrate_down(&self, req: MigrateDownRequest, context: ExecutionContext) -> Result<MigrateResponse> {
+        self.migrate_down_as(req, Call::new(context, "POST /api/v1/migrations/down")).await
+    }
+
+    /// Down, started by `call` (its context and command are recorded).
+    pub async fn migrate_down_as(&self, req: MigrateDownRequest, call: Call) -> Result<MigrateResponse> {
         let id = non_empty(&req.migration_id).ok_or_else(|| ServiceError::bad_request("migration_id: is required"))?;
         let (m, prefixed) = self.resolve(id)?;
         self.validate_schemas_for(&m.connection, "schemas", &req.schemas)?;
@@ -241,20 +336,12 @@ impl Service {
         if schemas.is_empty() {
             schemas.extend(prefixed);
         }
-        let (resp, _) = self.down(&m, schemas, req.dry_run, Operation::Down, context, "POST /api/v1/migrations/down").await?;
+        let (resp, _) = self.down(&m, schemas, req.dry_run, Operation::Down, call).await?;
         Ok(resp)
     }
 
     /// Shared by down and rollback. Returns the response and whether nothing was applied.
-    async fn down(
-        &self,
-        m: &Migration,
-        schemas: Vec<String>,
-        dry_run: bool,
-        op: Operation,
-        context: ExecutionContext,
-        command: &str,
-    ) -> Result<(MigrateResponse, bool)> {
+    async fn down(&self, m: &Migration, schemas: Vec<String>, dry_run: bool, op: Operation, call: Call) -> Result<(MigrateResponse, bool)> {
         if m.is_dynamic() && m.kind.has_schemas() && schemas.is_empty() && !m.kind.runs_dynamic_without_schema() {
             return Err(ServiceError::bad_request(format!("schemas: {} runs per tenant; name the schemas to roll back", m.id)));
         }
@@ -286,9 +373,9 @@ impl Service {
                 nothing,
             ));
         }
-        let mut options = RunOptions::new(context, command);
+        let mut options = call.options();
         options.down_operation = op;
-        let report = self.engine.run(prepared, options, None).await?;
+        let report = self.engine.run(prepared, options, call.sink.clone()).await?;
         let mut skipped = not_applied;
         skipped.extend(report.steps.iter().filter(|s| s.outcome == crate::StepOutcomeKind::Skipped).map(|s| s.id.clone()));
         Ok((MigrateResponse { success: report.success, applied: report.applied, skipped, errors: report.errors }, false))
@@ -297,6 +384,11 @@ impl Service {
     /// `POST /api/v1/migrations/{id}/rollback`. The flag is true when there was nothing to roll
     /// back (BfM answers 400 then).
     pub async fn rollback(&self, id: &str, req: RollbackRequest, context: ExecutionContext) -> Result<(RollbackResponse, bool)> {
+        self.rollback_as(id, req, Call::new(context, "POST /api/v1/migrations/{id}/rollback")).await
+    }
+
+    /// Rollback, started by `call` (its context and command are recorded).
+    pub async fn rollback_as(&self, id: &str, req: RollbackRequest, call: Call) -> Result<(RollbackResponse, bool)> {
         let (m, prefixed) = self.resolve(id)?;
         self.validate_schemas_for(&m.connection, "schemas", &req.schemas)?;
         if m.down.is_none() {
@@ -310,7 +402,7 @@ impl Service {
         if schemas.is_empty() {
             schemas.extend(prefixed);
         }
-        let (r, nothing) = self.down(&m, schemas, false, Operation::Rollback, context, "POST /api/v1/migrations/{id}/rollback").await?;
+        let (r, nothing) = self.down(&m, schemas, false, Operation::Rollback, call).await?;
         let success = r.errors.is_empty() && !r.applied.is_empty();
         let message = if nothing || (r.applied.is_empty() && r.errors.is_empty()) {
             "no migrations to rollback".to_string()
@@ -695,13 +787,34 @@ impl Service {
     /// `POST /api/v1/migrations/reindex`: reload the configured sfm path (never a path from a
     /// request); migrations that disappeared are kept with their history, as `missing`.
     pub async fn reindex(&self) -> Result<ReindexResponse> {
+        self.reindex_from(None).await
+    }
+
+    /// Reindex with a path named by the request (BfM's gRPC `sfm_path`): bfm reads only its
+    /// configured tree, so another path is ignored and the response's `warning` says so.
+    pub async fn reindex_from(&self, requested: Option<&str>) -> Result<ReindexResponse> {
+        let requested = requested.map(str::trim).filter(|p| !p.is_empty());
+        let warning = requested
+            .filter(|p| !self.is_configured_sfm_path(p))
+            .map(|p| format!("sfm_path {p:?} ignored: bfm reindexes only its configured sfm path (BFM_SFM_PATH)"));
+        if let Some(w) = &warning {
+            tracing::warn!(warning = %w, "reindex request named another sfm path");
+        }
         let report = self.engine.reload().await?;
         Ok(ReindexResponse {
             added: report.sync.added,
             removed: report.sync.missing,
             updated: report.sync.updated,
             total: report.sync.total,
+            warning,
         })
+    }
+
+    fn is_configured_sfm_path(&self, path: &str) -> bool {
+        let Some(configured) = &self.engine.config().sfm_path else { return false };
+        let canon = |p: &std::path::Path| std::fs::canonicalize(p).ok();
+        configured.as_path() == std::path::Path::new(path)
+            || canon(configured).is_some_and(|c| canon(std::path::Path::new(path)).is_some_and(|p| p == c))
     }
 
     /// Readiness: the state store and every connection, each with a short timeout.

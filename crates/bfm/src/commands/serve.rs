@@ -1,8 +1,8 @@
 use crate::cli::{Global, ServeArgs};
 use anyhow::{Context, bail};
-use bfm_server::HttpSettings;
 use bfm_server::auth::Token;
 use bfm_server::automigrate::AutoMigrate;
+use bfm_server::{GrpcSettings, HttpSettings};
 use std::process::ExitCode;
 
 /// A random token for `--dev` (128 bits from the OS, hex).
@@ -46,6 +46,11 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
         None if args.dev && config.env("BFM_HTTP_HOST").is_none() => settings.addr.set_ip([127, 0, 0, 1].into()),
         None => {}
     }
+    // gRPC listens where HTTP does (--host, --dev's loopback) unless BFM_GRPC_HOST says otherwise.
+    let mut grpc = GrpcSettings::from_env(env, settings.addr.ip()).map_err(anyhow::Error::msg).context("configuration")?;
+    if let (Some(g), Some(p)) = (grpc.as_mut(), args.grpc_port) {
+        g.addr.set_port(p);
+    }
     let token = match config.env("BFM_API_TOKEN") {
         Some(t) => Token::new(t),
         None if args.dev => {
@@ -62,6 +67,6 @@ pub async fn run(global: &Global, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let auto = AutoMigrate::from_env(env);
     let state = config.state.backend;
     let engine = bfm_engine::Engine::open(config).await.with_context(|| format!("opening the {} state store", state.as_str()))?;
-    bfm_server::serve(engine, token, settings, auto, !args.no_watch, shutdown_signal()).await.map_err(anyhow::Error::msg)?;
+    bfm_server::serve(engine, token, settings, grpc, auto, !args.no_watch, shutdown_signal()).await.map_err(anyhow::Error::msg)?;
     Ok(ExitCode::SUCCESS)
 }
