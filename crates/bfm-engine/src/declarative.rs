@@ -18,7 +18,7 @@ use std::sync::Arc;
 pub const DECLARATIVE_ID: &str = "declarative";
 
 fn schema_err(e: bfm_schema::SchemaError) -> EngineError {
-    EngineError::Invalid(e.to_string())
+    EngineError::Schema(Box::new(e))
 }
 
 /// What `bfm baseline` did.

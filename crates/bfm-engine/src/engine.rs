@@ -23,6 +23,8 @@ pub enum EngineError {
     Ambiguous { id: String, candidates: Vec<String> },
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Schema(Box<bfm_schema::SchemaError>),
 }
 
 /// How a request picks the schemas (tenants) of per-tenant migrations.

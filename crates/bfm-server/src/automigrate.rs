@@ -67,6 +67,39 @@ impl AutoMigrate {
             .count())
     }
 
+    /// Start-up phases 1 and 2 for PostgreSQL connections with a desired schema
+    /// (`{CONN}_SCHEMA_DIR`): bootstrap, then the declarative apply. A connection whose phases
+    /// fail keeps its versioned migrations for later: they may build on the declared schema.
+    async fn declarative_startup(engine: &Engine, connections: Vec<String>) -> Vec<String> {
+        let mut ready = Vec::with_capacity(connections.len());
+        for c in connections {
+            let declared = engine
+                .config()
+                .connections
+                .get(&c)
+                .is_some_and(|conn| conn.kind == bfm_core::BackendKind::Postgresql && conn.extra("schema_dir").is_some());
+            if !declared {
+                ready.push(c);
+                continue;
+            }
+            let ctx = ExecutionContext {
+                executed_by: "bfm-server".into(),
+                execution_method: "auto_migrate".into(),
+                execution_context: serde_json::json!({"connection": c, "source": "start-up", "phase": "declarative"}).to_string(),
+            };
+            match engine.schema_startup(&c, ctx).await {
+                Ok(_) => {
+                    tracing::info!(connection = %c, "start-up 3/3: versioned migrations");
+                    ready.push(c);
+                }
+                Err(e) => {
+                    tracing::error!(connection = %c, error = %e, "start-up: declarative schema failed; versioned migrations of this connection not run")
+                }
+            }
+        }
+        ready
+    }
+
     pub async fn run(&self, engine: Arc<Engine>) {
         if !self.enabled {
             tracing::info!("auto-migrate disabled (BFM_AUTO_MIGRATE)");
@@ -75,6 +108,10 @@ impl AutoMigrate {
         let connections = self.ready_connections(&engine);
         if connections.is_empty() {
             tracing::info!("auto-migrate: no ready connection");
+            return;
+        }
+        let connections = Self::declarative_startup(&engine, connections).await;
+        if connections.is_empty() {
             return;
         }
         for round in 1..=self.max_rounds {

@@ -281,3 +281,65 @@ pub async fn openapi_json() -> Response {
 pub async fn not_found(uri: Uri) -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, format!("Not found: {}", uri.path()))
 }
+
+/// bfm: live vs desired schema of a PostgreSQL connection with `{CONN}_SCHEMA_DIR`, and drift
+/// since the last apply.
+#[utoipa::path(get, path = "/api/v1/schema/{connection}/status", tag = "schema", security(("bearer" = [])),
+    params(("connection" = String, Path, description = "Connection name")),
+    responses((status = 200, description = "Fingerprints, pending and destructive steps, drift", body = Object),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+pub async fn schema_status(State(s): State<AppState>, Path(connection): Path<String>) -> Result<Json<bfm_schema::SchemaStatus>, ApiError> {
+    Ok(Json(s.service.schema_status(&connection).await?))
+}
+
+/// bfm: plan the changes from the live schema to the desired files (changes nothing).
+#[utoipa::path(post, path = "/api/v1/schema/{connection}/plan", tag = "schema", security(("bearer" = [])),
+    params(("connection" = String, Path, description = "Connection name")),
+    responses((status = 200, description = "The plan: ordered steps with hazards, `approvals_required`, fingerprints", body = Object),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+pub async fn schema_plan(State(s): State<AppState>, Path(connection): Path<String>) -> Result<Json<bfm_schema::SchemaPlan>, ApiError> {
+    Ok(Json(s.service.schema_plan(&connection).await?))
+}
+
+/// bfm: apply the desired schema. Destructive steps need their approvals; with the reviewed
+/// plan's fingerprints the apply is refused if the live schema or the files changed since.
+#[utoipa::path(post, path = "/api/v1/schema/{connection}/apply", tag = "schema", security(("bearer" = [])),
+    params(("connection" = String, Path, description = "Connection name")), request_body(content = SchemaApplyRequest, description = "Optional"),
+    responses((status = 200, description = "Steps applied and skipped, final fingerprint", body = Object),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse),
+        (status = 409, description = "An approval is missing, the schema or the files changed since the plan, or another apply holds the lock", body = ErrorResponse),
+        (status = 500, description = "A step failed (recorded in the history; its transaction group was rolled back)", body = ErrorResponse)))]
+pub async fn schema_apply(
+    State(s): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Path(connection): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<bfm_schema::ApplyReport>, ApiError> {
+    let req: SchemaApplyRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SchemaApplyRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?
+    };
+    let ctx = context(&method, &uri, &headers, None);
+    let svc = s.service.clone();
+    Ok(Json(detached(async move { svc.schema_apply(&connection, req, ctx).await }).await?))
+}
+
+/// bfm: compare the live schema with the snapshot stored by the last apply.
+#[utoipa::path(get, path = "/api/v1/schema/{connection}/validate", tag = "schema", security(("bearer" = [])),
+    params(("connection" = String, Path, description = "Connection name")),
+    responses((status = 200, description = "`in_sync` and the drifted objects", body = Object),
+        (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+pub async fn schema_validate(State(s): State<AppState>, Path(connection): Path<String>) -> Result<Json<bfm_schema::DriftReport>, ApiError> {
+    Ok(Json(s.service.schema_validate(&connection).await?))
+}
+
+/// bfm: the live schema as ordered, re-loadable SQL files.
+#[utoipa::path(get, path = "/api/v1/schema/{connection}/dump", tag = "schema", security(("bearer" = [])),
+    params(("connection" = String, Path, description = "Connection name")),
+    responses((status = 200, body = SchemaDumpResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
+pub async fn schema_dump(State(s): State<AppState>, Path(connection): Path<String>) -> Result<Json<SchemaDumpResponse>, ApiError> {
+    Ok(Json(s.service.schema_dump(&connection).await?))
+}

@@ -51,6 +51,11 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/api/v1/migrations/{id}/executions"),
     ("GET", "/api/v1/migrations/{id}/skipped"),
     ("POST", "/api/v1/migrations/{id}/rollback"),
+    ("GET", "/api/v1/schema/{connection}/status"),
+    ("POST", "/api/v1/schema/{connection}/plan"),
+    ("POST", "/api/v1/schema/{connection}/apply"),
+    ("GET", "/api/v1/schema/{connection}/validate"),
+    ("GET", "/api/v1/schema/{connection}/dump"),
 ];
 
 /// HTTP settings (environment: `BFM_HTTP_*`, `BFM_CORS_ORIGINS`).
@@ -135,13 +140,18 @@ pub fn router(service: Arc<Service>, metrics: Arc<Metrics>, token: Token, settin
         .route("/api/v1/migrations/{id}/executions", get(http::executions))
         .route("/api/v1/migrations/{id}/skipped", get(http::skipped))
         .route("/api/v1/migrations/order-batch", post(http::order_batch))
+        .route("/api/v1/schema/{connection}/status", get(http::schema_status))
+        .route("/api/v1/schema/{connection}/plan", post(http::schema_plan))
+        .route("/api/v1/schema/{connection}/validate", get(http::schema_validate))
+        .route("/api/v1/schema/{connection}/dump", get(http::schema_dump))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, settings.read_timeout));
     let runs = Router::new()
         .route("/api/v1/migrate", post(http::migrate))
         .route("/api/v1/migrations/up", post(http::migrate_up))
         .route("/api/v1/migrations/down", post(http::migrate_down))
         .route("/api/v1/migrations/reindex", post(http::reindex))
-        .route("/api/v1/migrations/{id}/rollback", post(http::rollback));
+        .route("/api/v1/migrations/{id}/rollback", post(http::rollback))
+        .route("/api/v1/schema/{connection}/apply", post(http::schema_apply));
     let protected = reads.merge(runs).route_layer(middleware::from_fn_with_state(token, auth::require));
     let request_id = HeaderName::from_static("x-request-id");
     let mut app = public
@@ -189,6 +199,8 @@ pub async fn serve(
     for d in engine.diagnostics().iter().filter(|d| d.severity == bfm_core::Severity::Error) {
         tracing::warn!(problem = %d, "migration not loaded");
     }
+    // Plans and drift checks repeat in a server: keep their introspection connections.
+    bfm_schema::set_connection_reuse(true);
     let metrics = Arc::new(Metrics::new());
     engine.set_observer(Arc::new(MetricsObserver(metrics.clone())));
     let service = Arc::new(Service::new(engine.clone()));

@@ -41,6 +41,11 @@ impl Modify for BearerAuth {
         http::recent_skipped,
         http::rollback,
         http::reindex,
+        http::schema_status,
+        http::schema_plan,
+        http::schema_apply,
+        http::schema_validate,
+        http::schema_dump,
     ),
     components(schemas(
         MigrationTarget,
@@ -67,9 +72,12 @@ impl Modify for BearerAuth {
         ReindexResponse,
         HealthResponse,
         ErrorResponse,
+        SchemaApplyRequest,
+        DumpedFile,
+        SchemaDumpResponse,
     )),
     modifiers(&BearerAuth),
-    tags((name = "migrations", description = "Run and inspect migrations"), (name = "health", description = "Liveness, readiness, metrics, this document"))
+    tags((name = "migrations", description = "Run and inspect migrations"), (name = "health", description = "Liveness, readiness, metrics, this document"), (name = "schema", description = "Declarative PostgreSQL schema: status, plan, apply, drift, dump"))
 )]
 pub struct ApiDoc;
 

@@ -434,3 +434,90 @@ async fn auto_migrate_at_start_up_watcher_reload_and_cors() {
     let other = pre("https://evil.example.com").await.unwrap();
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
+
+#[tokio::test]
+async fn declarative_schema_at_start_up_and_over_http() {
+    let db = PgDb::new().await;
+    let mut env = vec![
+        ("CORE_BACKEND", "postgresql".to_string()),
+        ("CORE_DB_URL", db.url.clone()),
+        // Relative to the server's working directory.
+        ("CORE_SCHEMA_DIR", "desired".to_string()),
+        ("CORE_MANAGED_SCHEMAS", "app".to_string()),
+    ];
+    env.push(("BFM_AUTO_MIGRATE", "true".into()));
+    let s = start(&env, |r| {
+        write(r, "desired/bootstrap.sql", "CREATE SCHEMA IF NOT EXISTS app;");
+        write(r, "desired/tables.sql", "CREATE TABLE app.users (id bigint PRIMARY KEY, email text NOT NULL, nickname text);");
+        // A versioned migration that needs the declared table: it runs after the declarative phase.
+        write(
+            r,
+            "sfm/postgresql/core/20250101000000_seed.up.sql",
+            "-- bfm-schema: app\nINSERT INTO app.users (id, email) VALUES (1, 'a@example.com');",
+        );
+    })
+    .await;
+    let t = Instant::now();
+    loop {
+        let (_, st) = s.call("GET", "/api/v1/migrations/20250101000000_seed_postgresql_core/status", None).await;
+        if st["status"] == "applied" {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "start-up flow did not finish: {st}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM app.users").fetch_one(&pool).await.unwrap();
+    assert_eq!(n, 1);
+
+    let (code, st) = s.call("GET", "/api/v1/schema/core/status", None).await;
+    assert_eq!(code, 200, "{st}");
+    assert_eq!(st["in_sync"], true, "{st}");
+
+    // A destructive change: planned, refused without approval, refused for a stale plan.
+    let dir = s._dir.path();
+    write(dir, "desired/tables.sql", "CREATE TABLE app.users (id bigint PRIMARY KEY, email text NOT NULL);");
+    let (code, plan) = s.call("POST", "/api/v1/schema/core/plan", None).await;
+    assert_eq!(code, 200, "{plan}");
+    let approval = plan["approvals_required"][0].as_str().unwrap().to_string();
+    assert!(approval.contains("nickname"), "{plan}");
+    let (code, e) = s.call("POST", "/api/v1/schema/core/apply", None).await;
+    assert_eq!(code, 409, "{e}");
+    assert!(e["error"].as_str().unwrap().contains(&approval), "{e}");
+    let reviewed = json!({"approve": [approval], "source_fingerprint": plan["source_fingerprint"], "desired_fingerprint": plan["desired_fingerprint"]});
+    sqlx::raw_sql("CREATE TABLE app.other (id int)").execute(&pool).await.unwrap();
+    let (code, e) = s.call("POST", "/api/v1/schema/core/apply", Some(reviewed.clone())).await;
+    assert_eq!(code, 409, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("changed since the plan"), "{e}");
+    sqlx::raw_sql("DROP TABLE app.other").execute(&pool).await.unwrap();
+    let (code, r) = s.call("POST", "/api/v1/schema/core/apply", Some(reviewed)).await;
+    assert_eq!(code, 200, "{r}");
+    assert_eq!(r["converged"], true, "{r}");
+    let cols: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'app' AND column_name = 'nickname'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(cols, 0);
+
+    // Drift since the last apply, and the dump.
+    let (code, v) = s.call("GET", "/api/v1/schema/core/validate", None).await;
+    assert_eq!((code, &v["in_sync"]), (200, &json!(true)), "{v}");
+    sqlx::raw_sql("CREATE INDEX users_email ON app.users (email)").execute(&pool).await.unwrap();
+    let (_, v) = s.call("GET", "/api/v1/schema/core/validate", None).await;
+    assert_eq!(v["in_sync"], false, "{v}");
+    let (code, d) = s.call("GET", "/api/v1/schema/core/dump", None).await;
+    assert_eq!(code, 200, "{d}");
+    let all: String = d["files"].as_array().unwrap().iter().map(|f| f["sql"].as_str().unwrap()).collect();
+    assert!(all.contains("users_email") && all.contains("CREATE TABLE"), "{d}");
+
+    // Client mistakes are 4xx JSON errors.
+    let (code, e) = s.call("GET", "/api/v1/schema/nope/status", None).await;
+    assert_eq!(code, 400, "{e}");
+    assert!(e["error"].as_str().unwrap().contains("unknown connection"), "{e}");
+    let (code, e) = s.call("POST", "/api/v1/schema/core/apply", Some(json!({"plan": {"steps": []}}))).await;
+    assert_eq!(code, 400, "{e}");
+    let resp = s.client.get(format!("{}/api/v1/schema/core/status", s.base)).send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 401);
+    pool.close().await;
+}

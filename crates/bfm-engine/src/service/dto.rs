@@ -339,3 +339,36 @@ pub struct HealthResponse {
 pub struct ErrorResponse {
     pub error: String,
 }
+
+/// bfm: `POST /api/v1/schema/{connection}/apply`. The server plans from its configured desired
+/// files (a plan is never taken from the request: it would be arbitrary SQL). Give the two
+/// fingerprints of the plan you reviewed to have the apply refused (409) if either changed.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(default, deny_unknown_fields)]
+pub struct SchemaApplyRequest {
+    /// `HAZARD:object` approvals for destructive steps (from the plan's `approvals_required`).
+    pub approve: Vec<String>,
+    /// Apply what is safe and leave unapproved destructive steps out, instead of refusing.
+    pub non_destructive_only: bool,
+    /// `source_fingerprint` of the reviewed plan: the live schema it was made from.
+    pub source_fingerprint: Option<String>,
+    /// `desired_fingerprint` of the reviewed plan: the schema it leads to.
+    pub desired_fingerprint: Option<String>,
+}
+
+/// bfm: one file of a schema dump.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct DumpedFile {
+    pub name: String,
+    pub sql: String,
+}
+
+/// bfm: `GET /api/v1/schema/{connection}/dump` — the live schema as ordered, re-loadable files.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+pub struct SchemaDumpResponse {
+    pub connection: String,
+    pub files: Vec<DumpedFile>,
+}

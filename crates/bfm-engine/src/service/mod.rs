@@ -3,6 +3,7 @@
 //! these calls and map [`ServiceError`] to status codes; nothing else.
 
 pub mod dto;
+mod schema;
 
 use crate::engine::Prepared;
 use crate::engine::{Engine, EngineError};
@@ -24,7 +25,12 @@ pub enum ErrorKind {
     NotFound,
     /// The request is valid but the state does not allow it (400 / FailedPrecondition).
     Precondition,
-    /// A dependency (state store, target) failed (500 / Internal, or 503 / Unavailable).
+    /// The request conflicts with the current state of the target: another apply holds the
+    /// lock, the schema changed since the plan, an approval is missing (409 / Aborted).
+    Conflict,
+    /// A target database could not be reached (503 / Unavailable).
+    Unavailable,
+    /// A dependency (state store, target) failed (500 / Internal).
     Internal,
 }
 
@@ -43,6 +49,9 @@ impl ServiceError {
     }
     pub fn precondition(message: impl Into<String>) -> ServiceError {
         ServiceError { kind: ErrorKind::Precondition, message: message.into() }
+    }
+    pub fn conflict(message: impl Into<String>) -> ServiceError {
+        ServiceError { kind: ErrorKind::Conflict, message: message.into() }
     }
     pub fn internal(message: impl Into<String>) -> ServiceError {
         ServiceError { kind: ErrorKind::Internal, message: message.into() }
@@ -127,8 +136,27 @@ impl From<EngineError> for ServiceError {
             EngineError::UnknownConnection { .. } | EngineError::Ambiguous { .. } | EngineError::Invalid(_) => ErrorKind::BadRequest,
             EngineError::NotFound(_) => ErrorKind::NotFound,
             EngineError::Config(_) | EngineError::State(_) | EngineError::Target(_) => ErrorKind::Internal,
+            EngineError::Schema(s) => schema_error_kind(s),
         };
         ServiceError { kind, message: e.to_string() }
+    }
+}
+
+fn schema_error_kind(e: &bfm_schema::SchemaError) -> ErrorKind {
+    use bfm_schema::SchemaError as S;
+    match e {
+        S::InvalidUrl(_)
+        | S::Io { .. }
+        | S::Load { .. }
+        | S::Lex { .. }
+        | S::NoSource(_)
+        | S::InvalidApproval { .. }
+        | S::FormatVersion { .. } => ErrorKind::BadRequest,
+        S::FingerprintMismatch { .. } | S::VersionMismatch { .. } | S::ApprovalRequired { .. } | S::LockTimeout { .. } => {
+            ErrorKind::Conflict
+        }
+        S::Connect { .. } => ErrorKind::Unavailable,
+        S::Database { .. } | S::Step { .. } | S::Snapshot(_) => ErrorKind::Internal,
     }
 }
 

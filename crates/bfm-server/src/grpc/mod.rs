@@ -34,6 +34,8 @@ pub fn status(e: ServiceError) -> Status {
         ErrorKind::BadRequest => Status::invalid_argument(e.message),
         ErrorKind::NotFound => Status::not_found(e.message),
         ErrorKind::Precondition => Status::failed_precondition(e.message),
+        ErrorKind::Conflict => Status::aborted(e.message),
+        ErrorKind::Unavailable => Status::unavailable(e.message),
         ErrorKind::Internal => {
             tracing::error!(error = %e.message, connection_type = "grpc", "request failed");
             Status::internal(e.message)
