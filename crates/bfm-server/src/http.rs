@@ -337,7 +337,7 @@ pub async fn schema_validate(State(s): State<AppState>, Path(connection): Path<S
 }
 
 /// bfm: the live schema as ordered, re-loadable SQL files.
-#[utoipa::path(get, path = "/api/v1/schema/{connection}/dump", tag = "schema", security(("bearer" = [])),
+#[utoipa::path(post, path = "/api/v1/schema/{connection}/dump", tag = "schema", security(("bearer" = [])),
     params(("connection" = String, Path, description = "Connection name")),
     responses((status = 200, body = SchemaDumpResponse), (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 pub async fn schema_dump(State(s): State<AppState>, Path(connection): Path<String>) -> Result<Json<SchemaDumpResponse>, ApiError> {

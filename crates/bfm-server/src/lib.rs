@@ -55,7 +55,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/schema/{connection}/plan"),
     ("POST", "/api/v1/schema/{connection}/apply"),
     ("GET", "/api/v1/schema/{connection}/validate"),
-    ("GET", "/api/v1/schema/{connection}/dump"),
+    ("POST", "/api/v1/schema/{connection}/dump"),
 ];
 
 /// HTTP settings (environment: `BFM_HTTP_*`, `BFM_CORS_ORIGINS`).
@@ -143,7 +143,7 @@ pub fn router(service: Arc<Service>, metrics: Arc<Metrics>, token: Token, settin
         .route("/api/v1/schema/{connection}/status", get(http::schema_status))
         .route("/api/v1/schema/{connection}/plan", post(http::schema_plan))
         .route("/api/v1/schema/{connection}/validate", get(http::schema_validate))
-        .route("/api/v1/schema/{connection}/dump", get(http::schema_dump))
+        .route("/api/v1/schema/{connection}/dump", post(http::schema_dump))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(axum::http::StatusCode::GATEWAY_TIMEOUT, settings.read_timeout));
     let runs = Router::new()
         .route("/api/v1/migrate", post(http::migrate))

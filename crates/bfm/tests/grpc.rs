@@ -485,6 +485,39 @@ async fn auth_status_codes_standard_health_and_reflection() {
 
 /// Every event of a stream, checked: per step pending → running → success, progress never
 /// decreasing and ending at 100. Returns the successful steps' ids.
+/// Wait until the standard health service reports `want` for `service`.
+async fn wait_health(s: &Server, service: &str, want: tonic_health::pb::health_check_response::ServingStatus) {
+    let mut health = tonic_health::pb::health_client::HealthClient::new(s.channel().await);
+    let start = Instant::now();
+    loop {
+        let r = health.check(tonic_health::pb::HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+        if r.status == want as i32 {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{service:?} is not {want:?}: {r:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn standard_health_follows_readiness_when_a_connection_goes_down() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let db = PgDb::new().await;
+    let s = start(&pg_env(&db), tree).await;
+    for service in ["", "migration.MigrationService"] {
+        wait_health(&s, service, ServingStatus::Serving).await;
+    }
+    // The connections' database disappears: readiness fails and the health service follows.
+    drop(db);
+    for service in ["", "migration.MigrationService"] {
+        wait_health(&s, service, ServingStatus::NotServing).await;
+    }
+    let h = s.client().await.health(HealthRequest {}).await.unwrap().into_inner();
+    assert_eq!(h.status, "unhealthy", "{h:?}");
+    assert_eq!(h.checks.get("state").map(String::as_str), Some("ok"), "{h:?}");
+    assert_ne!(h.checks.get("connection:core").map(String::as_str), Some("ok"), "{h:?}");
+}
+
 fn check_events(events: &[MigrateProgress], steps: usize) -> Vec<String> {
     assert_eq!(events.len(), steps * 3, "one event per step and state");
     let mut seen: HashMap<&str, Vec<&str>> = HashMap::new();

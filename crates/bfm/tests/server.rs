@@ -506,7 +506,7 @@ async fn declarative_schema_at_start_up_and_over_http() {
     sqlx::raw_sql("CREATE INDEX users_email ON app.users (email)").execute(&pool).await.unwrap();
     let (_, v) = s.call("GET", "/api/v1/schema/core/validate", None).await;
     assert_eq!(v["in_sync"], false, "{v}");
-    let (code, d) = s.call("GET", "/api/v1/schema/core/dump", None).await;
+    let (code, d) = s.call("POST", "/api/v1/schema/core/dump", None).await;
     assert_eq!(code, 200, "{d}");
     let all: String = d["files"].as_array().unwrap().iter().map(|f| f["sql"].as_str().unwrap()).collect();
     assert!(all.contains("users_email") && all.contains("CREATE TABLE"), "{d}");

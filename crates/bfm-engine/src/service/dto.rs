@@ -365,7 +365,7 @@ pub struct DumpedFile {
     pub sql: String,
 }
 
-/// bfm: `GET /api/v1/schema/{connection}/dump` — the live schema as ordered, re-loadable files.
+/// bfm: `POST /api/v1/schema/{connection}/dump` — the live schema as ordered, re-loadable files.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct SchemaDumpResponse {
