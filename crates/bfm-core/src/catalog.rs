@@ -66,9 +66,10 @@ pub struct LoadOptions {
 /// The loaded catalogue: immutable, sorted by (version, id).
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
+    /// Sorted by (version, id). Lookups binary-search it: every id starts with its version, so
+    /// the migrations of one version are a contiguous run sorted by id. (Hash indexes beside it
+    /// cost about a quarter of the catalogue's memory.)
     migrations: Vec<Arc<Migration>>,
-    by_id: HashMap<String, usize>,
-    by_version_name: HashMap<String, Vec<usize>>,
 }
 
 /// The result of looking up a migration id given by a user.
@@ -82,14 +83,12 @@ pub enum Lookup {
 impl Catalog {
     pub fn new(mut migrations: Vec<Migration>) -> Catalog {
         migrations.sort_by(|a, b| a.version.cmp(&b.version).then_with(|| a.id.cmp(&b.id)));
-        let migrations: Vec<Arc<Migration>> = migrations.into_iter().map(Arc::new).collect();
-        let mut by_id = HashMap::with_capacity(migrations.len());
-        let mut by_version_name: HashMap<String, Vec<usize>> = HashMap::new();
-        for (i, m) in migrations.iter().enumerate() {
-            by_id.insert(m.id.clone(), i);
-            by_version_name.entry(format!("{}_{}", m.version, m.name)).or_default().push(i);
-        }
-        Catalog { migrations, by_id, by_version_name }
+        // Not `into_iter().map().collect()`: that reuses the buffer of the `Migration`s (56
+        // times the size of the `Arc`s) and keeps it for the catalogue's lifetime.
+        let mut arcs = Vec::with_capacity(migrations.len());
+        arcs.extend(migrations.into_iter().map(Arc::new));
+        let migrations = arcs;
+        Catalog { migrations }
     }
 
     pub fn len(&self) -> usize {
@@ -105,11 +104,43 @@ impl Catalog {
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<Migration>> {
-        self.by_id.get(id).map(|&i| &self.migrations[i])
+        self.index_of(id).map(|i| &self.migrations[i])
     }
 
     pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.by_id.get(id).copied()
+        let (start, block) = self.version_block(id)?;
+        block.binary_search_by(|m| m.id.as_str().cmp(id)).ok().map(|i| start + i)
+    }
+
+    /// The run of migrations whose version is the leading digits of `key` (`{version}_…`), with
+    /// the index where it starts.
+    fn version_block(&self, key: &str) -> Option<(usize, &[Arc<Migration>])> {
+        let (version, _) = key.split_once('_')?;
+        if version.is_empty() || !version.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let start = self.migrations.partition_point(|m| m.version.cmp_str(version).is_lt());
+        let end = start + self.migrations[start..].partition_point(|m| m.version.cmp_str(version).is_le());
+        Some((start, &self.migrations[start..end]))
+    }
+
+    /// Migrations written `{version}_{name}` (the version exactly as in their file names).
+    fn by_version_name(&self, key: &str) -> Vec<usize> {
+        let Some((start, block)) = self.version_block(key) else { return Vec::new() };
+        let prefix = format!("{key}_");
+        // Ids with a common prefix are contiguous in the id-sorted block.
+        let from = block.partition_point(|m| m.id.as_str() < prefix.as_str());
+        block[from..]
+            .iter()
+            .take_while(|m| m.id.starts_with(&prefix))
+            .enumerate()
+            .filter(|(_, m)| {
+                key.len() == m.version.as_str().len() + 1 + m.name.len()
+                    && key.ends_with(m.name.as_str())
+                    && key.starts_with(m.version.as_str())
+            })
+            .map(|(i, _)| start + from + i)
+            .collect()
     }
 
     pub fn at(&self, index: usize) -> &Arc<Migration> {
@@ -130,7 +161,7 @@ impl Catalog {
     pub fn lookup(&self, input: &str) -> Lookup {
         let input = input.trim();
         let input = input.strip_suffix("_rollback").unwrap_or(input);
-        if let Some(&i) = self.by_id.get(input) {
+        if let Some(i) = self.index_of(input) {
             return Lookup::Found { migration: self.migrations[i].clone(), schema: None };
         }
         for (pos, _) in input.match_indices('_') {
@@ -138,7 +169,7 @@ impl Catalog {
             if prefix.is_empty() {
                 continue;
             }
-            if let Some(&i) = self.by_id.get(rest) {
+            if let Some(i) = self.index_of(rest) {
                 return Lookup::Found { migration: self.migrations[i].clone(), schema: Some(prefix.to_string()) };
             }
         }
@@ -146,11 +177,9 @@ impl Catalog {
         let mut found: Vec<(usize, Option<String>)> = Vec::new();
         let starts = std::iter::once(0).chain(input.match_indices('_').map(|(p, _)| p + 1));
         for start in starts {
-            let Some(candidates) = self.by_version_name.get(&input[start..]) else {
-                continue;
-            };
+            let candidates = self.by_version_name(&input[start..]);
             let prefix = if start == 0 { "" } else { &input[..start - 1] };
-            for &i in candidates {
+            for i in candidates {
                 let m = &self.migrations[i];
                 if prefix.is_empty() || prefix == m.connection {
                     found.push((i, None));
@@ -580,7 +609,6 @@ fn build(g: Group, options: &LoadOptions, c: &mut Collector) -> Option<Migration
         dependencies,
         structured_dependencies: structured,
         tags,
-        tag_map,
         requires_tables: directives.requires_tables,
         requires_schemas: directives.requires_schemas,
         transactional,

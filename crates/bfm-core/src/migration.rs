@@ -6,7 +6,6 @@ use crate::sql::{self, Dialect};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -27,8 +26,13 @@ impl Version {
     }
 
     fn significant(&self) -> &str {
-        let t = self.0.trim_start_matches('0');
-        if t.is_empty() { "0" } else { t }
+        significant(&self.0)
+    }
+
+    /// Compare with the version written as `s` (digits), numerically, without allocating.
+    pub(crate) fn cmp_str(&self, s: &str) -> Ordering {
+        let (a, b) = (self.significant(), significant(s));
+        a.len().cmp(&b.len()).then_with(|| a.cmp(b))
     }
 
     /// Whether `s` names this version (numerically: `001` ≡ `1`).
@@ -48,6 +52,11 @@ impl PartialOrd for Version {
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
+}
+
+fn significant(s: &str) -> &str {
+    let t = s.trim_start_matches('0');
+    if t.is_empty() { "0" } else { t }
 }
 
 impl fmt::Display for Version {
@@ -145,9 +154,9 @@ pub struct Migration {
     /// Simple dependencies by name.
     pub dependencies: Vec<String>,
     pub structured_dependencies: Vec<Dependency>,
-    /// Tags as `key=value` strings (normalised: lower-case key, trimmed).
+    /// Tags as `key=value` strings (normalised: lower-case key, trimmed), one per key, sorted
+    /// by key. Kept only in this form: a map per migration cost half a kilobyte each.
     pub tags: Vec<String>,
-    pub tag_map: BTreeMap<String, String>,
     /// Tables (`schema.table` or `table`) and schemas that must exist before this runs.
     pub requires_tables: Vec<String>,
     pub requires_schemas: Vec<String>,

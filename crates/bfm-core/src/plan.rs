@@ -153,7 +153,7 @@ impl Selector {
             && self.schema.as_deref().filter(|s| !s.is_empty()).is_none_or(|s| m.schema.as_deref() == Some(s))
             && (self.tables.is_empty() || m.table.as_ref().is_some_and(|t| self.tables.contains(t)))
             && self.version.as_deref().map(str::trim).filter(|v| !v.is_empty()).is_none_or(|v| m.version.matches(v))
-            && (self.tags.is_empty() || self.tags.matches(&m.tag_map))
+            && (self.tags.is_empty() || self.tags.matches(&m.tags))
             && (self.ids.is_empty() || self.ids.iter().any(|(id, _)| *id == m.id))
     }
 }

@@ -82,8 +82,10 @@ impl TagFilter {
         self.0.is_empty()
     }
 
-    pub fn matches(&self, tags: &BTreeMap<String, String>) -> bool {
-        self.0.iter().all(|(k, v)| tags.get(k) == Some(v))
+    /// Whether normalised `key=value` tags (as in [`crate::Migration::tags`]) have every
+    /// filter pair. Keys never contain `=`, so the first `=` splits key from value.
+    pub fn matches<S: AsRef<str>>(&self, tags: &[S]) -> bool {
+        self.0.iter().all(|(k, v)| tags.iter().any(|t| t.as_ref().split_once('=') == Some((k.as_str(), v.as_str()))))
     }
 }
 
@@ -105,13 +107,15 @@ mod tests {
 
     #[test]
     fn and_semantics_and_untagged() {
-        let tags = parse_tags(&["env=prod", "tier=core"]).unwrap();
+        let tags = ["env=prod", "tier=core", "expr=a=b"];
         assert!(TagFilter::parse(&["env=prod"]).unwrap().matches(&tags));
+        assert!(TagFilter::parse(&["expr=a=b"]).unwrap().matches(&tags));
+        assert!(!TagFilter::parse(&["expr=a"]).unwrap().matches(&tags));
         assert!(TagFilter::parse(&["ENV=prod", "tier=core"]).unwrap().matches(&tags));
         assert!(!TagFilter::parse(&["env=Prod"]).unwrap().matches(&tags));
         assert!(!TagFilter::parse(&["env=prod", "x=y"]).unwrap().matches(&tags));
-        assert!(!TagFilter::parse(&["env=prod"]).unwrap().matches(&BTreeMap::new()));
-        assert!(TagFilter::default().matches(&BTreeMap::new()));
+        assert!(!TagFilter::parse(&["env=prod"]).unwrap().matches::<&str>(&[]));
+        assert!(TagFilter::default().matches::<&str>(&[]));
         // later duplicates win
         assert!(TagFilter::parse(&["env=dev", "env=prod"]).unwrap().matches(&tags));
     }

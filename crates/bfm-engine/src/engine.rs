@@ -187,7 +187,10 @@ impl Engine {
     pub async fn sync_catalog(&self) -> Result<SyncReport, EngineError> {
         let now = chrono::Utc::now();
         let rows: Vec<CatalogRow> = self.catalog().iter().map(|m| CatalogRow::of(m, now)).collect();
-        Ok(self.state.sync_catalog(&rows).await?)
+        let report = self.state.sync_catalog(&rows).await?;
+        drop(rows);
+        crate::memory::release_free_memory();
+        Ok(report)
     }
 
     /// The target for a configured connection (connected lazily, one pool per connection).

@@ -7,6 +7,7 @@ mod context;
 mod declarative;
 mod engine;
 mod execute;
+pub mod memory;
 mod reconcile;
 pub mod service;
 mod status;

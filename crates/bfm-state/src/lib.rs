@@ -394,6 +394,9 @@ pub trait StateStore: Send + Sync {
     /// ones missing. Never deletes.
     async fn sync_catalog(&self, rows: &[CatalogRow]) -> Result<SyncReport>;
     async fn catalog(&self) -> Result<Vec<CatalogRow>>;
+    /// The recorded migrations that are no longer on disk (`present = false`): cheap next to
+    /// [`StateStore::catalog`], which the request paths must not read whole.
+    async fn missing_catalog(&self) -> Result<Vec<CatalogRow>>;
     async fn start_run(&self, run: &RunRecord) -> Result<()>;
     async fn heartbeat(&self, run_id: &str) -> Result<()>;
     async fn finish_run(&self, run_id: &str) -> Result<()>;

@@ -96,6 +96,9 @@ const VERSIONS: &[&[&str]] = &[
         taken_at {TS} NOT NULL,
         snapshot {LONGTEXT} NOT NULL
     ){ENGINE}"],
+    // 3: the list endpoints ask for the migrations no longer on disk on every call; without an
+    // index that is a scan of the whole catalogue.
+    &["CREATE INDEX {i:bfm_catalog_present} ON {t:bfm_catalog} (present)"],
 ];
 
 pub const LATEST: i64 = VERSIONS.len() as i64;

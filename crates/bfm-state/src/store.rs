@@ -762,6 +762,18 @@ impl StateStore for SqlStateStore {
         })
     }
 
+    async fn missing_catalog(&self) -> Result<Vec<CatalogRow>> {
+        let sql = self.q("SELECT * FROM {bfm_catalog} WHERE present = ? ORDER BY version, migration_id");
+        on_pool!(self, p => {
+            let rows = sqlx::query(AssertSqlSafe(sql)).bind(false).fetch_all(p).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(decode_catalog!(r));
+            }
+            Ok(out)
+        })
+    }
+
     async fn start_run(&self, run: &RunRecord) -> Result<()> {
         let sql = self.q(
             "INSERT INTO {bfm_runs} (run_id, command, host, pid, executed_by, started_at, heartbeat_at, finished_at, connections) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -1,6 +1,6 @@
 use super::*;
+use crate::catalog::Lookup;
 use crate::migration::{Script, SourceKind, Version};
-use crate::tags;
 use proptest::prelude::*;
 use std::path::PathBuf;
 
@@ -22,7 +22,6 @@ pub(crate) fn migration(version: &str, name: &str, connection: &str, schema: Opt
         dependencies: deps.iter().map(|d| d.to_string()).collect(),
         structured_dependencies: vec![],
         tags: vec![],
-        tag_map: Default::default(),
         requires_tables: vec![],
         requires_schemas: vec![],
         transactional: true,
@@ -178,7 +177,7 @@ fn cycles_and_missing_dependencies_are_errors() {
 #[test]
 fn tags_and_backend_aliases_filter() {
     let mut a = migration("20250101000000", "a", "core", Some("core"), &[]);
-    a.tag_map = tags::parse_tags(&["env=prod"]).unwrap();
+    a.tags = vec!["env=prod".into()];
     let b = migration("20250102000000", "b", "core", Some("core"), &[]);
     let cat = Catalog::new(vec![a.clone(), b]);
     let sel = Selector { backend: Some("postgres".into()), tags: TagFilter::parse(&["env=prod"]).unwrap(), ..Default::default() };
@@ -300,5 +299,52 @@ proptest! {
                 prop_assert!(a < i);
             }
         }
+    }
+}
+
+proptest! {
+    /// The catalogue finds every migration by id and by `{version}_{name}` with binary search,
+    /// also when versions are written with different numbers of leading zeros.
+    #[test]
+    fn catalogue_lookups_find_every_migration(entries in proptest::collection::vec((0u32..40, 0usize..3, "[a-c]{1,2}(_[a-c])?", 0usize..3), 1..60)) {
+        let mut ms = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (v, zeros, name, conn) in entries {
+            let version = format!("{}{v}", "0".repeat(zeros));
+            let conn = ["core", "org", "x_y"][conn];
+            let m = migration(&version, &name, conn, Some("s"), &[]);
+            if seen.insert(m.id.clone()) {
+                ms.push(m);
+            }
+        }
+        let cat = Catalog::new(ms.clone());
+        for m in &ms {
+            let i = cat.index_of(&m.id);
+            prop_assert!(i.is_some(), "{} not found", m.id);
+            prop_assert_eq!(&cat.at(i.unwrap()).id, &m.id);
+            let longer = format!("{}x", m.id);
+            prop_assert!(cat.get(&longer).is_none_or(|o| o.id != m.id));
+            match cat.lookup(&format!("s_{}", m.id)) {
+                Lookup::Found { migration, schema } => {
+                    prop_assert_eq!(&migration.id, &m.id);
+                    prop_assert_eq!(schema.as_deref(), Some("s"));
+                }
+                other => prop_assert!(false, "s_{}: {:?}", m.id, other),
+            }
+            let legacy = format!("{}_{}", m.version, m.name);
+            let expected: Vec<&str> = ms.iter().filter(|o| format!("{}_{}", o.version, o.name) == legacy).map(|o| o.id.as_str()).collect();
+            match cat.lookup(&legacy) {
+                Lookup::Found { migration, .. } => prop_assert_eq!(vec![migration.id.as_str()], expected),
+                Lookup::Ambiguous(mut ids) => {
+                    ids.sort();
+                    let mut expected = expected.clone();
+                    expected.sort();
+                    prop_assert_eq!(ids.iter().map(String::as_str).collect::<Vec<_>>(), expected);
+                }
+                Lookup::NotFound => prop_assert!(false, "{legacy} not found"),
+            }
+        }
+        prop_assert!(cat.get("999_zz_postgresql_core").is_none());
+        prop_assert!(cat.get("abc").is_none());
     }
 }

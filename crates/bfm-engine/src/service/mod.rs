@@ -563,9 +563,9 @@ impl Service {
 
     /// Migrations recorded in the state store but no longer on disk.
     async fn missing_items(&self, catalog: &Catalog, q: &ListQuery) -> Result<Vec<MigrationListItem>> {
-        let rows = self.engine.state().catalog().await?;
+        let rows = self.engine.state().missing_catalog().await?;
         let mut out = Vec::new();
-        for r in rows.into_iter().filter(|r| !r.present && catalog.get(&r.migration_id).is_none()) {
+        for r in rows.into_iter().filter(|r| catalog.get(&r.migration_id).is_none()) {
             if non_empty(&q.connection).is_some_and(|c| c != r.connection) || non_empty(&q.version).is_some_and(|v| v != r.version) {
                 continue;
             }
@@ -603,7 +603,7 @@ impl Service {
             Lookup::Found { migration, schema } => Ok((migration.id.clone(), schema, Some(migration))),
             Lookup::Ambiguous(c) => Err(ServiceError::bad_request(format!("ambiguous migration id {id:?}: matches {}", c.join(", ")))),
             Lookup::NotFound => {
-                let rows = self.engine.state().catalog().await?;
+                let rows = self.engine.state().missing_catalog().await?;
                 let ids: Vec<&str> = rows.iter().map(|r| r.migration_id.as_str()).collect();
                 if ids.contains(&id) {
                     return Ok((id.to_string(), None, None));
@@ -653,7 +653,7 @@ impl Service {
                 missing: false,
             }),
             None => {
-                let rows = self.engine.state().catalog().await?;
+                let rows = self.engine.state().missing_catalog().await?;
                 let r = rows.into_iter().find(|r| r.migration_id == base).ok_or_else(|| ServiceError::not_found("migration not found"))?;
                 Ok(MigrationDetailResponse {
                     migration_id: r.migration_id,
