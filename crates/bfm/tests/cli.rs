@@ -1,29 +1,13 @@
 //! Black-box tests of the `bfm` binary.
 
+mod common;
+
 use bfm_testkit::PgDb;
+use common::{NO_ENV, bfm, text, write};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn bfm(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bfm"));
-    c.current_dir(dir).args(args).env_remove("BFM_SFM_PATH").env("BFM_LOG_LEVEL", "error");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().expect("run bfm")
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn write(root: &Path, rel: &str, body: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, body).unwrap();
-}
 
 #[test]
 fn quick_start_on_the_embedded_default() {
@@ -42,13 +26,13 @@ fn quick_start_on_the_embedded_default() {
     let cfg_copy = copy.to_str().unwrap();
     let _ = cfg;
 
-    let o = bfm(d.path(), &["--config", cfg_copy, "--state", &state, "migrate", "up", "--connection", "app"], &[]);
+    let o = bfm(d.path(), &["--config", cfg_copy, "--state", &state, "migrate", "up", "--connection", "app"], NO_ENV);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("3 done"), "{}", text(&o));
-    let o = bfm(d.path(), &["--config", cfg_copy, "--state", &state, "migrate", "status", "--connection", "app", "--json"], &[]);
+    let o = bfm(d.path(), &["--config", cfg_copy, "--state", &state, "migrate", "status", "--connection", "app", "--json"], NO_ENV);
     let rows: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert!(rows.as_array().unwrap().iter().all(|r| r["status"] == "applied"), "{rows}");
-    let o = bfm(d.path(), &["--config", cfg_copy, "--state", &state, "migrate", "up", "--connection", "app", "--json"], &[]);
+    let o = bfm(d.path(), &["--config", cfg_copy, "--state", &state, "migrate", "up", "--connection", "app", "--json"], NO_ENV);
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["applied"].as_array().unwrap().len(), 0);
     assert_eq!(report["skipped"].as_array().unwrap().len(), 3);
@@ -60,14 +44,14 @@ fn check_reports_problems_with_file_and_line_and_fails() {
     write(d.path(), "sfm/postgresql/core/20250101000000_ok.up.sql", "SELECT 1;");
     write(d.path(), "sfm/postgresql/core/20250101000001_bad.up.sql", "SELECT 1;\n-- bfm-tags: nokey");
     write(d.path(), "sfm/postgresql/core/badname.up.sql", "SELECT 1;");
-    let o = bfm(d.path(), &["check", "sfm"], &[]);
+    let o = bfm(d.path(), &["check", "sfm"], NO_ENV);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     let out = text(&o);
     assert!(out.contains("20250101000001_bad.up.sql:2: invalid tag `nokey`"), "{out}");
     assert!(out.contains("badname.up.sql:1: bad file name"), "{out}");
     std::fs::remove_file(d.path().join("sfm/postgresql/core/badname.up.sql")).unwrap();
     std::fs::remove_file(d.path().join("sfm/postgresql/core/20250101000001_bad.up.sql")).unwrap();
-    let o = bfm(d.path(), &["check", "sfm"], &[]);
+    let o = bfm(d.path(), &["check", "sfm"], NO_ENV);
     assert!(o.status.success(), "{}", text(&o));
 }
 
@@ -75,7 +59,7 @@ fn check_reports_problems_with_file_and_line_and_fails() {
 fn new_creates_timestamped_files_and_configuration_errors_name_the_variable() {
     let d = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(d.path().join("sfm")).unwrap();
-    let o = bfm(d.path(), &["--sfm", "sfm", "new", "core", "Create Users", "--backend", "postgresql", "--schema", "core"], &[]);
+    let o = bfm(d.path(), &["--sfm", "sfm", "new", "core", "Create Users", "--backend", "postgresql", "--schema", "core"], NO_ENV);
     assert!(o.status.success(), "{}", text(&o));
     let files: Vec<String> = std::fs::read_dir(d.path().join("sfm/postgresql/core"))
         .unwrap()
@@ -83,7 +67,7 @@ fn new_creates_timestamped_files_and_configuration_errors_name_the_variable() {
         .collect();
     assert_eq!(files.len(), 2);
     assert!(files.iter().all(|f| f.len() > 15 && f[14..].starts_with("_create_users.")), "{files:?}");
-    let o = bfm(d.path(), &["--sfm", "sfm", "check"], &[]);
+    let o = bfm(d.path(), &["--sfm", "sfm", "check"], NO_ENV);
     assert!(o.status.success(), "{}", text(&o));
 
     let o = bfm(d.path(), &["--sfm", "sfm", "migrate", "status"], &[("CORE_BACKEND", "postgresql"), ("CORE_DB_PORT", "five")]);

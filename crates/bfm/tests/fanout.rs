@@ -2,17 +2,14 @@
 //! a failing tenant that does not stop the others and is retried, reruns that skip everything,
 //! and many processes and HTTP requests running the same plan at once — each step exactly once.
 
+mod common;
+
 use bfm_testkit::PgDb;
+use common::{bfm, write};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-
-fn write(root: &Path, rel: &str, body: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, body).unwrap();
-}
 
 fn tree(root: &Path) {
     write(
@@ -32,15 +29,6 @@ fn tree(root: &Path) {
         "INSERT INTO events (tenant) VALUES ('{{.Schema}}');\nSELECT 1 / (CASE WHEN current_schema() = 'cli_bad_1' THEN (SELECT count(*) FROM public.fix)::int ELSE 1 END);",
     );
     write(root, "sfm/postgresql/org/20250104000000_index.up.sql", "CREATE INDEX events_tenant ON events (tenant);");
-}
-
-fn bfm(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bfm"));
-    c.current_dir(dir).args(args).env("BFM_LOG_LEVEL", "error");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
 }
 
 fn report(o: &Output) -> Value {

@@ -6,95 +6,28 @@ use bfm_server::grpc::proto::*;
 use bfm_testkit::PgDb;
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request};
 
 const TOKEN: &str = "grpc-test-token-0123456789";
 
+mod common;
+
+use common::{ServeProcess, pg_env, spawn_serve, tree, write};
+
 struct Server {
-    child: Child,
+    proc: ServeProcess,
     http: String,
     grpc: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn write(root: &Path, rel: &str, body: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, body).unwrap();
-}
-
-fn tree(root: &Path) {
-    write(root, "sfm/postgresql/core/20250101000000_bootstrap.up.sql", "-- bfm-schema: core\nCREATE TABLE orgs (id int PRIMARY KEY);");
-    write(root, "sfm/postgresql/core/20250101000000_bootstrap.down.sql", "DROP TABLE orgs;");
-    write(
-        root,
-        "sfm/postgresql/core/20250102000000_tagged.up.sql",
-        "-- bfm-schema: core\n-- bfm-tags: team=billing\nCREATE TABLE plans (id int);",
-    );
-    write(
-        root,
-        "sfm/postgresql/organization/20250103000000_alerts.up.sql",
-        "-- bfm-dependency: connection=core target=bootstrap\nCREATE TABLE alerts (id int, tenant text DEFAULT '{{.Schema}}');",
-    );
-    write(root, "sfm/postgresql/organization/20250103000000_alerts.down.sql", "DROP TABLE alerts;");
-    write(root, "sfm/postgresql/organization/20250104000000_seed.up.sql", "INSERT INTO {{.Schema}}.alerts (id) VALUES (1);");
-    write(root, "sfm/postgresql/organization/20250104000000_seed.down.sql", "DELETE FROM alerts;");
-}
-
-fn pg_env(db: &PgDb) -> Vec<(&'static str, String)> {
-    vec![
-        ("CORE_BACKEND", "postgresql".into()),
-        ("CORE_DB_URL", db.url.clone()),
-        ("ORGANIZATION_BACKEND", "postgresql".into()),
-        ("ORGANIZATION_DB_URL", db.url.clone()),
-    ]
 }
 
 async fn start(env: &[(&str, String)], setup: impl FnOnce(&Path)) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    setup(dir.path());
-    let (port, grpc_port) = (free_port(), free_port());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bfm"));
-    cmd.current_dir(dir.path())
-        .args([
-            "--sfm",
-            "sfm",
-            "--state",
-            &format!("sqlite://{}", dir.path().join("state.db").display()),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--grpc-port",
-            &grpc_port.to_string(),
-            "--no-watch",
-        ])
-        .env("BFM_API_TOKEN", TOKEN)
-        .env("BFM_AUTO_MIGRATE", "false")
-        .env("BFM_LOG_LEVEL", "warn")
-        .env("BFM_GRPC_HEALTH_INTERVAL", "200ms")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().unwrap();
-    let server = Server { child, http: format!("http://127.0.0.1:{port}"), grpc: format!("http://127.0.0.1:{grpc_port}"), _dir: dir };
+    let mut env = env.to_vec();
+    env.push(("BFM_GRPC_HEALTH_INTERVAL", "200ms".into()));
+    let proc = spawn_serve(TOKEN, &env, &["--no-watch"], setup);
+    let server =
+        Server { http: format!("http://127.0.0.1:{}", proc.http_port), grpc: format!("http://127.0.0.1:{}", proc.grpc_port), proc };
     let start = Instant::now();
     while Endpoint::from_shared(server.grpc.clone()).unwrap().connect().await.is_err() {
         assert!(start.elapsed() < Duration::from_secs(20), "server did not start");
@@ -744,7 +677,7 @@ async fn sigterm_ends_a_stream_cleanly_and_stops_both_servers() {
         }
     }
     unsafe {
-        libc::kill(s.child.id() as i32, libc::SIGTERM);
+        libc::kill(s.proc.child.id() as i32, libc::SIGTERM);
     }
     // The stream ends (the run stopped after its current step), then the process exits 0.
     let mut tail = Vec::new();
@@ -753,7 +686,7 @@ async fn sigterm_ends_a_stream_cleanly_and_stops_both_servers() {
     }
     let start = Instant::now();
     loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
+        if let Some(status) = s.proc.child.try_wait().unwrap() {
             assert!(status.success(), "{status:?}");
             break;
         }

@@ -1,28 +1,10 @@
 //! Black-box tests of `bfm schema …` and `bfm baseline` against the real PostgreSQL.
 
+mod common;
+
 use bfm_testkit::PgDb;
+use common::{bfm, text, write};
 use serde_json::Value;
-use std::path::Path;
-use std::process::{Command, Output};
-
-fn bfm(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_bfm"));
-    c.current_dir(dir).args(args).env("BFM_LOG_LEVEL", "error");
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
-}
-
-fn write(root: &Path, rel: &str, body: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, body).unwrap();
-}
 
 #[tokio::test]
 async fn plan_apply_validate_dump_and_approvals() {

@@ -3,82 +3,24 @@
 use bfm_testkit::{MySqlDb, PgDb};
 use serde_json::{Value, json};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const TOKEN: &str = "test-token-0123456789";
 
+mod common;
+
+use common::{ServeProcess, pg_env, spawn_serve, tree, write};
+
 struct Server {
-    child: Child,
+    proc: ServeProcess,
     base: String,
     client: reqwest::Client,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-fn write(root: &Path, rel: &str, body: &str) {
-    let p = root.join(rel);
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, body).unwrap();
-}
-
-fn tree(root: &Path) {
-    write(root, "sfm/postgresql/core/20250101000000_bootstrap.up.sql", "-- bfm-schema: core\nCREATE TABLE orgs (id int PRIMARY KEY);");
-    write(root, "sfm/postgresql/core/20250101000000_bootstrap.down.sql", "DROP TABLE orgs;");
-    write(
-        root,
-        "sfm/postgresql/core/20250102000000_tagged.up.sql",
-        "-- bfm-schema: core\n-- bfm-tags: team=billing\nCREATE TABLE plans (id int);",
-    );
-    write(
-        root,
-        "sfm/postgresql/organization/20250103000000_alerts.up.sql",
-        "-- bfm-dependency: connection=core target=bootstrap\nCREATE TABLE alerts (id int, tenant text DEFAULT '{{.Schema}}');",
-    );
-    write(root, "sfm/postgresql/organization/20250103000000_alerts.down.sql", "DROP TABLE alerts;");
-    write(root, "sfm/postgresql/organization/20250104000000_seed.up.sql", "INSERT INTO {{.Schema}}.alerts (id) VALUES (1);");
-    write(root, "sfm/postgresql/organization/20250104000000_seed.down.sql", "DELETE FROM alerts;");
 }
 
 async fn start(env: &[(&str, String)], setup: impl FnOnce(&Path)) -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    setup(dir.path());
-    let port = free_port();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_bfm"));
-    cmd.current_dir(dir.path())
-        .args([
-            "--sfm",
-            "sfm",
-            "--state",
-            &format!("sqlite://{}", dir.path().join("state.db").display()),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--grpc-port",
-            &free_port().to_string(),
-        ])
-        .env("BFM_API_TOKEN", TOKEN)
-        .env("BFM_AUTO_MIGRATE", "false")
-        .env("BFM_LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().unwrap();
-    let server = Server { child, base: format!("http://127.0.0.1:{port}"), client: bfm_testkit::http_client(), _dir: dir };
+    let proc = spawn_serve(TOKEN, env, &[], setup);
+    let server = Server { base: format!("http://127.0.0.1:{}", proc.http_port), client: bfm_testkit::http_client(), proc };
     let start = Instant::now();
     while server.client.get(format!("{}/health", server.base)).send().await.is_err() {
         assert!(start.elapsed() < Duration::from_secs(20), "server did not start");
@@ -103,15 +45,6 @@ impl Server {
         let text = resp.text().await.unwrap();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
-}
-
-fn pg_env(db: &PgDb) -> Vec<(&'static str, String)> {
-    vec![
-        ("CORE_BACKEND", "postgresql".into()),
-        ("CORE_DB_URL", db.url.clone()),
-        ("ORGANIZATION_BACKEND", "postgresql".into()),
-        ("ORGANIZATION_DB_URL", db.url.clone()),
-    ]
 }
 
 #[tokio::test]
@@ -342,11 +275,11 @@ async fn sigterm_stops_the_server_cleanly() {
     let db = PgDb::new().await;
     let mut s = start(&pg_env(&db), tree).await;
     unsafe {
-        libc::kill(s.child.id() as i32, libc::SIGTERM);
+        libc::kill(s.proc.child.id() as i32, libc::SIGTERM);
     }
     let start = Instant::now();
     loop {
-        if let Some(status) = s.child.try_wait().unwrap() {
+        if let Some(status) = s.proc.child.try_wait().unwrap() {
             assert!(status.success(), "{status:?}");
             break;
         }
@@ -475,7 +408,7 @@ async fn declarative_schema_at_start_up_and_over_http() {
     assert_eq!(st["in_sync"], true, "{st}");
 
     // A destructive change: planned, refused without approval, refused for a stale plan.
-    let dir = s._dir.path();
+    let dir = s.proc.dir.path();
     write(dir, "desired/tables.sql", "CREATE TABLE app.users (id bigint PRIMARY KEY, email text NOT NULL);");
     let (code, plan) = s.call("POST", "/api/v1/schema/core/plan", None).await;
     assert_eq!(code, 200, "{plan}");
