@@ -222,6 +222,27 @@ fn quote_pg(ident: &str) -> String {
 }
 
 impl SqlStateStore {
+    /// Recorded catalogue rows: all, or only those no longer on disk.
+    async fn catalog_rows(&self, missing_only: bool) -> Result<Vec<CatalogRow>> {
+        let sql = self.q(if missing_only {
+            "SELECT * FROM {bfm_catalog} WHERE present = ? ORDER BY version, migration_id"
+        } else {
+            "SELECT * FROM {bfm_catalog} ORDER BY version, migration_id"
+        });
+        on_pool!(self, p => {
+            let mut query = sqlx::query(AssertSqlSafe(sql));
+            if missing_only {
+                query = query.bind(false);
+            }
+            let rows = query.fetch_all(p).await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for r in &rows {
+                out.push(decode_catalog!(r));
+            }
+            Ok(out)
+        })
+    }
+
     pub async fn connect(config: &StateConfig) -> Result<SqlStateStore> {
         let c = &config.connection;
         let pool_max = c.pool.max_connections.max(2);
@@ -751,27 +772,11 @@ impl StateStore for SqlStateStore {
     }
 
     async fn catalog(&self) -> Result<Vec<CatalogRow>> {
-        let sql = self.q("SELECT * FROM {bfm_catalog} ORDER BY version, migration_id");
-        on_pool!(self, p => {
-            let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(p).await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                out.push(decode_catalog!(r));
-            }
-            Ok(out)
-        })
+        self.catalog_rows(false).await
     }
 
     async fn missing_catalog(&self) -> Result<Vec<CatalogRow>> {
-        let sql = self.q("SELECT * FROM {bfm_catalog} WHERE present = ? ORDER BY version, migration_id");
-        on_pool!(self, p => {
-            let rows = sqlx::query(AssertSqlSafe(sql)).bind(false).fetch_all(p).await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                out.push(decode_catalog!(r));
-            }
-            Ok(out)
-        })
+        self.catalog_rows(true).await
     }
 
     async fn start_run(&self, run: &RunRecord) -> Result<()> {

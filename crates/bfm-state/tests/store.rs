@@ -124,6 +124,8 @@ async fn exercise(config: StateConfig) {
     assert_eq!(cat.len(), 2);
     assert!(!cat.iter().find(|c| c.migration_id == "m2").unwrap().present);
     assert_eq!(cat[0].structured_dependencies[0].target, "b");
+    let missing: Vec<String> = store.missing_catalog().await.unwrap().into_iter().map(|c| c.migration_id).collect();
+    assert_eq!(missing, ["m2"]);
 
     // Runs.
     let now = Utc::now();

@@ -43,7 +43,7 @@ pub enum Command {
     New(NewArgs),
     /// Validate a migration tree; exits non-zero with `file:line: message` for every problem.
     Check(CheckArgs),
-    /// Serve the HTTP API (BfM-compatible routes, OpenAPI, metrics) and run auto-migrate.
+    /// Serve the HTTP and gRPC APIs (BfM-compatible routes and RPCs, OpenAPI, metrics) and run auto-migrate.
     Serve(ServeArgs),
     /// Declarative PostgreSQL schema: desired-state SQL files → plan → apply; drift; dump.
     #[command(subcommand)]
