@@ -11,7 +11,8 @@
 //! loading and checking the catalogue, recording it in the (SQLite) state store, planning,
 //! applying, and writing the state.
 
-use std::path::{Path, PathBuf};
+use bench_common::{median, psql, scalar};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
@@ -24,13 +25,12 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut a = Args {
         migrations: 1000,
         rounds: 5,
         shapes: vec!["ddl".into(), "light".into()],
-        bfm: std::env::var("BFM_BIN").map(PathBuf::from).unwrap_or_else(|_| root.join("target/release/bfm")),
-        server: std::env::var("BFM_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+        bfm: bench_common::bfm_binary(),
+        server: bench_common::pg_server(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -45,21 +45,6 @@ fn parse_args() -> Args {
         }
     }
     a
-}
-
-fn psql(server: &str, db: &str, args: &[&str]) -> std::process::Output {
-    let out = Command::new("psql")
-        .arg(format!("{server}/{db}"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-        .args(args)
-        .output()
-        .expect("run psql");
-    assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn scalar(server: &str, db: &str, sql: &str) -> String {
-    String::from_utf8_lossy(&psql(server, db, &["-Atc", sql]).stdout).trim().to_string()
 }
 
 /// (up script of migration i, statements for the floor).
@@ -79,12 +64,6 @@ fn script(shape: &str, i: usize) -> String {
 
 fn setup(shape: &str) -> &'static str {
     if shape == "light" { "CREATE TABLE bench_rows (id bigint PRIMARY KEY, payload text NOT NULL);" } else { "SELECT 1;" }
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
 fn main() {
@@ -177,10 +156,10 @@ fn main() {
         let goal = if shape == "ddl" { "≤ 1.05" } else { "≤ 0.85" };
         println!(
             "| {shape} | {:.3} s | {:.3} s | {:.3} s | {:.2} | {goal} |",
-            median(&mut floors),
-            median(&mut bfms),
-            median(&mut execs),
-            median(&mut ratios)
+            median(&floors),
+            median(&bfms),
+            median(&execs),
+            median(&ratios)
         );
     }
 }

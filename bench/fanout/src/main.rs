@@ -7,6 +7,7 @@
 //! session setting `search_path` per schema and running every migration in its own
 //! transaction, without bookkeeping. Runs alternate between floor and bfm.
 
+use bench_common::{median, psql};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Instant;
@@ -22,15 +23,14 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut a = Args {
         schemas: vec![200, 1000],
         migrations: 20,
         rounds: 3,
         concurrency: 4,
         shapes: vec!["ddl".into(), "light".into()],
-        bfm: std::env::var("BFM_BIN").map(PathBuf::from).unwrap_or_else(|_| root.join("target/release/bfm")),
-        server: std::env::var("BFM_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
+        bfm: bench_common::bfm_binary(),
+        server: bench_common::pg_server(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -46,16 +46,6 @@ fn parse_args() -> Args {
         }
     }
     a
-}
-
-fn psql(server: &str, db: &str, args: &[&str]) {
-    let out = Command::new("psql")
-        .arg(format!("{server}/{db}"))
-        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1"])
-        .args(args)
-        .output()
-        .expect("run psql");
-    assert!(out.status.success(), "psql failed: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn body(shape: &str, i: usize) -> String {
@@ -157,12 +147,6 @@ fn run_bfm(a: &Args, db: &str, n: usize, dir: &Path, round: usize) -> (f64, usiz
     (s, report["applied"].as_array().map(Vec::len).unwrap_or(0))
 }
 
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
-}
-
 fn main() {
     let a = parse_args();
     assert!(a.bfm.is_file(), "bfm binary not found at {} (cargo build --release -p bfm, or set BFM_BIN)", a.bfm.display());
@@ -209,7 +193,7 @@ fn main() {
                 eprintln!("  {shape} × {n} round {round}: floor2 {:.0}/s floor4 {:.0}/s bfm {:.0}/s", f2[round], f4[round], b[round]);
             }
             psql(&a.server, "postgres", &["-c", &format!("DROP DATABASE IF EXISTS {db}")]);
-            let (m2, m4, mb) = (median(&mut f2), median(&mut f4), median(&mut b));
+            let (m2, m4, mb) = (median(&f2), median(&f4), median(&b));
             let best = m2.max(m4);
             let goal = if shape == "ddl" { "≥ 0.90" } else { "≥ 0.80" };
             println!("| {shape} | {n} | {m2:.0} steps/s | {m4:.0} steps/s | {mb:.0} steps/s | {:.2} | {goal} |", mb / best);

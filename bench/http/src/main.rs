@@ -11,6 +11,7 @@
 //!
 //! Needs `wrk` (Debian package `wrk`) and a release build of bfm.
 
+use bench_common::scalar;
 use std::io::Read;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -28,14 +29,8 @@ struct Args {
 }
 
 fn parse_args() -> Args {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let mut a = Args {
-        migrations: 10_000,
-        history: 1_000_000,
-        duration: 10,
-        bfm: std::env::var("BFM_BIN").map(PathBuf::from).unwrap_or_else(|_| root.join("target/release/bfm")),
-        server: std::env::var("BFM_BENCH_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into()),
-    };
+    let mut a =
+        Args { migrations: 10_000, history: 1_000_000, duration: 10, bfm: bench_common::bfm_binary(), server: bench_common::pg_server() };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
@@ -48,16 +43,6 @@ fn parse_args() -> Args {
         }
     }
     a
-}
-
-fn psql(server: &str, db: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .arg(format!("{server}/{db}"))
-        .args(["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
-        .output()
-        .expect("psql");
-    assert!(out.status.success(), "psql: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 fn free_port() -> u16 {
@@ -75,7 +60,17 @@ fn http_ok(port: u16, path: &str) -> bool {
     buf.starts_with("HTTP/1.1 200")
 }
 
-fn serve(a: &Args, dir: &Path, state_url: &str, port: u16) -> Child {
+/// A `bfm serve` process, stopped when dropped (also when the benchmark panics).
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(a: &Args, dir: &Path, state_url: &str, port: u16) -> Server {
     Command::new(&a.bfm)
         .current_dir(dir)
         .args(["--sfm", "sfm", "--state", state_url, "serve", "--host", "127.0.0.1", "--port", &port.to_string(), "--no-watch"])
@@ -84,6 +79,7 @@ fn serve(a: &Args, dir: &Path, state_url: &str, port: u16) -> Child {
         .env("BFM_LOG_LEVEL", "error")
         .stdout(Stdio::null())
         .spawn()
+        .map(Server)
         .expect("start bfm")
 }
 
@@ -148,33 +144,33 @@ fn main() {
         .expect("write");
     }
     let db = format!("bench_http_{}", std::process::id());
-    psql(&a.server, "postgres", &format!("CREATE DATABASE {db}"));
+    scalar(&a.server, "postgres", &format!("CREATE DATABASE {db}"));
     let state_url = format!("{}/{db}", a.server);
 
     // First start: records the catalogue.
     let port = free_port();
-    let mut first = serve(&a, dir.path(), &state_url, port);
+    let first = serve(&a, dir.path(), &state_url, port);
     let first_start = wait_healthy(port);
-    let _ = first.kill();
-    let _ = first.wait();
+    drop(first);
 
     // Every migration applied; status measured before the history is filled.
-    psql(
+    scalar(
         &a.server,
         &db,
         "INSERT INTO bfm_state (migration_id, schema_name, version, name, connection, backend, status, checksum, checksum_algorithm, applied_at, duration_ms, statements_done, partial, ledger, updated_at) \
          SELECT migration_id, declared_schema, version, name, connection, backend, 'applied', checksum, checksum_algorithm, now(), 3, 0, false, true, now() FROM bfm_catalog",
     );
-    let probe = format!("{}_m{}_postgresql_c{}", 20200101000000u64 + 4242, 4242, 4242 % 10);
+    // A migration in the middle of the catalogue.
+    let k = a.migrations * 4242 / 10_000;
+    let probe = format!("{}_m{k}_postgresql_c{}", 20200101000000u64 + k as u64, k % 10);
     let port = free_port();
-    let mut s = serve(&a, dir.path(), &state_url, port);
+    let s = serve(&a, dir.path(), &state_url, port);
     wait_healthy(port);
     let before = wrk(port, &format!("/api/v1/migrations/{probe}/status"), a.duration);
-    let _ = s.kill();
-    let _ = s.wait();
+    drop(s);
 
     let t = Instant::now();
-    psql(
+    scalar(
         &a.server,
         &db,
         &format!(
@@ -184,15 +180,15 @@ fn main() {
             a.history, a.migrations
         ),
     );
-    psql(&a.server, &db, "ANALYZE");
-    let history: i64 = psql(&a.server, &db, "SELECT count(*) FROM bfm_history").parse().expect("count");
+    scalar(&a.server, &db, "ANALYZE");
+    let history: i64 = scalar(&a.server, &db, "SELECT count(*) FROM bfm_history").parse().expect("count");
     eprintln!("history filled: {history} rows in {:.1} s", t.elapsed().as_secs_f64());
 
     let port = free_port();
-    let mut s = serve(&a, dir.path(), &state_url, port);
+    let s = serve(&a, dir.path(), &state_url, port);
     let startup = wait_healthy(port);
     std::thread::sleep(Duration::from_secs(2));
-    let idle_rss = rss_kb(s.id());
+    let idle_rss = rss_kb(s.0.id());
     let cases = [
         ("list (page of 50)", "/api/v1/migrations?limit=50&offset=5000".to_string()),
         ("list filtered (connection, tag)", "/api/v1/migrations?connection=c3&tag=shard=2&limit=50".to_string()),
@@ -204,10 +200,9 @@ fn main() {
     for (name, path) in &cases {
         rows.push((name.to_string(), wrk(port, path, a.duration)));
     }
-    let busy_rss = rss_kb(s.id());
-    let _ = s.kill();
-    let _ = s.wait();
-    psql(&a.server, "postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
+    let busy_rss = rss_kb(s.0.id());
+    drop(s);
+    scalar(&a.server, "postgres", &format!("DROP DATABASE {db} WITH (FORCE)"));
 
     println!("bench-http: {} migrations, {history} history rows, PostgreSQL state store; wrk -t2 -c16 -d{}s", a.migrations, a.duration);
     println!();

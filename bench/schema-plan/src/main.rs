@@ -11,6 +11,7 @@
 use std::process::Command;
 use std::time::Instant;
 
+use bench_common::median;
 use bfm_schema::{DesiredSource, SchemaTarget};
 
 const ENUMS: usize = 20;
@@ -112,11 +113,6 @@ fn must<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
             std::process::exit(2);
         }
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
 }
 
 fn time_command(cmd: &mut Command) -> Option<(f64, String)> {
@@ -262,9 +258,9 @@ async fn main() {
     );
     println!(
         "| bfm-schema, database vs database, repeated (median of {runs}) | — | {} (both sides in parallel) | {:.1} ms | {} |",
-        fmt(median(db_intro)),
-        median(db_diff.clone()),
-        fmt(median(db_total))
+        fmt(median(&db_intro)),
+        median(&db_diff),
+        fmt(median(&db_total))
     );
     println!(
         "| bfm-schema, files vs database, cold (1 run) | {} (scratch database) | {} | {:.1} ms | {} |",
@@ -275,9 +271,9 @@ async fn main() {
     );
     println!(
         "| bfm-schema, files vs database, repeated (cache hit, median of {runs}) | — | {} | {:.1} ms | {} |",
-        fmt(median(warm_intro)),
-        median(warm_diff),
-        fmt(median(warm_total))
+        fmt(median(&warm_intro)),
+        median(&warm_diff),
+        fmt(median(&warm_total))
     );
     match migra {
         Some((ms, out)) => println!(
@@ -290,7 +286,7 @@ async fn main() {
     if dumps.is_empty() {
         println!("| pg_dump --schema-only | — | — | — | n/a |");
     } else {
-        println!("| pg_dump --schema-only (one database) | — | — | — | {} |", fmt(median(dumps)));
+        println!("| pg_dump --schema-only (one database) | — | — | — | {} |", fmt(median(&dumps)));
     }
 
     if std::env::var_os("BENCH_KEEP").is_some() {
