@@ -676,23 +676,13 @@ async fn sigterm_ends_a_stream_cleanly_and_stops_both_servers() {
             break;
         }
     }
-    unsafe {
-        libc::kill(s.proc.child.id() as i32, libc::SIGTERM);
-    }
+    s.proc.sigterm();
     // The stream ends (the run stopped after its current step), then the process exits 0.
     let mut tail = Vec::new();
     while let Ok(Some(m)) = stream.message().await {
         tail.push(m);
     }
-    let start = Instant::now();
-    loop {
-        if let Some(status) = s.proc.child.try_wait().unwrap() {
-            assert!(status.success(), "{status:?}");
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "server did not stop");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    s.proc.wait_clean_exit().await;
     assert!(tail.iter().all(|m| m.status != "failed"), "{tail:?}");
     let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
     let tables = scalar(&pool, "SELECT count(*) FROM information_schema.tables WHERE table_name = 'slow'").await;

@@ -274,18 +274,8 @@ async fn readiness_reports_a_connection_that_is_down_and_mariadb_works() {
 async fn sigterm_stops_the_server_cleanly() {
     let db = PgDb::new().await;
     let mut s = start(&pg_env(&db), tree).await;
-    unsafe {
-        libc::kill(s.proc.child.id() as i32, libc::SIGTERM);
-    }
-    let start = Instant::now();
-    loop {
-        if let Some(status) = s.proc.child.try_wait().unwrap() {
-            assert!(status.success(), "{status:?}");
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "server did not stop");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s.proc.sigterm();
+    s.proc.wait_clean_exit().await;
 }
 
 #[test]

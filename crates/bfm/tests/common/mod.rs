@@ -72,6 +72,29 @@ pub struct ServeProcess {
     pub dir: tempfile::TempDir,
 }
 
+impl ServeProcess {
+    /// Send SIGTERM, as a process manager stopping the server does.
+    pub fn sigterm(&self) {
+        // SAFETY: kill(2) on our own child's pid; no memory is involved.
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+    }
+
+    /// Wait (up to 10 s) for the process to exit, and require a clean exit.
+    pub async fn wait_clean_exit(&mut self) {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{status:?}");
+                return;
+            }
+            assert!(start.elapsed() < std::time::Duration::from_secs(10), "server did not stop");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
 impl Drop for ServeProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
