@@ -144,16 +144,61 @@ impl Type<MySql> for Stamp {
 }
 
 impl<'r> Decode<'r, MySql> for Stamp {
-    /// sqlx already refuses MySQL's zero date (`0000-00-00`).
     fn decode(value: MySqlValueRef<'r>) -> std::result::Result<Stamp, BoxDynError> {
+        // sqlx reports MySQL's zero date as NULL.
+        if value.is_null() {
+            return Err("NULL or the zero date 0000-00-00 where a time is required".into());
+        }
         Ok(Stamp(Decode::<MySql>::decode(value)?))
+    }
+}
+
+/// A timestamp column that may be NULL. Not `Option<Stamp>`: sqlx reports MySQL's zero date
+/// as NULL, and `Option` would turn it into "never" without a word.
+pub struct MaybeStamp(pub Option<DateTime<Utc>>);
+
+impl<DB: sqlx::Database> Type<DB> for MaybeStamp
+where
+    Stamp: Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <Stamp as Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <Stamp as Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for MaybeStamp {
+    fn decode(value: PgValueRef<'r>) -> std::result::Result<MaybeStamp, BoxDynError> {
+        if value.is_null() { Ok(MaybeStamp(None)) } else { Ok(MaybeStamp(Some(<Stamp as Decode<Postgres>>::decode(value)?.0))) }
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for MaybeStamp {
+    fn decode(value: SqliteValueRef<'r>) -> std::result::Result<MaybeStamp, BoxDynError> {
+        if value.is_null() { Ok(MaybeStamp(None)) } else { Ok(MaybeStamp(Some(<Stamp as Decode<Sqlite>>::decode(value)?.0))) }
+    }
+}
+
+impl<'r> Decode<'r, MySql> for MaybeStamp {
+    fn decode(value: MySqlValueRef<'r>) -> std::result::Result<MaybeStamp, BoxDynError> {
+        if !value.is_null() {
+            return Ok(MaybeStamp(Some(<Stamp as Decode<MySql>>::decode(value)?.0)));
+        }
+        // "Null" with bytes is the zero date; a real NULL has none.
+        match <&[u8] as Decode<MySql>>::decode(value) {
+            Err(_) => Ok(MaybeStamp(None)),
+            Ok(_) => Err("the zero date 0000-00-00".into()),
+        }
     }
 }
 
 /// A timestamp column that may be NULL.
 macro_rules! stamp_opt {
     ($r:expr, $at:expr, $col:literal) => {
-        $crate::store::decode::get::<_, Option<$crate::store::decode::Stamp>>($r, $at, $col)?.map(|s| s.0)
+        $crate::store::decode::get::<_, $crate::store::decode::MaybeStamp>($r, $at, $col)?.0
     };
 }
 
