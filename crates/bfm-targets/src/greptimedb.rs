@@ -32,6 +32,7 @@
 //! expires if its holder dies.
 
 use crate::config::{ConnectionConfig, parse_duration, truthy};
+use crate::ledger::LedgerAt;
 use crate::lock::Backoff;
 use crate::{Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepScript, Target, TargetError, split_table};
 use async_trait::async_trait;
@@ -148,6 +149,41 @@ fn int(v: Option<&Value>) -> i64 {
 /// The records of the first output that has any.
 fn records(outputs: Vec<Output>) -> Records {
     outputs.into_iter().find_map(|o| o.records).unwrap_or_default()
+}
+
+/// A ledger row, strictly: GreptimeDB has no NOT NULL or types that would have refused a bad
+/// value, so each column is checked here — a missing value, a number that is none or a time
+/// that does not parse is corrupt, not an empty string, 0 or 1970.
+fn ledger_entry(r: &HashMap<String, Value>, connection: &str) -> Result<LedgerEntry, TargetError> {
+    let key = |column: &'static str| match r.get(column) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let (migration_id, schema) = (key("migration_id"), key("schema_name"));
+    let at = LedgerAt::new(connection, "bfm_ledger", migration_id.as_deref().unwrap_or("?"), schema.as_deref().unwrap_or("?"));
+    let string = |column: &'static str| match r.get(column) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(at.corrupt(column, format_args!("{other} where text is expected"))),
+        None => Err(at.corrupt(column, "missing")),
+    };
+    let algorithm = match r.get("checksum_algorithm") {
+        Some(Value::Number(n)) => n.as_i64(),
+        Some(Value::String(s)) => s.parse().ok(),
+        _ => None,
+    }
+    .ok_or_else(|| at.corrupt("checksum_algorithm", format_args!("{:?} is not a number", r.get("checksum_algorithm"))))?;
+    let applied = string("applied_at")?;
+    let applied_at = DateTime::parse_from_rfc3339(&applied)
+        .map_err(|e| at.corrupt("applied_at", format_args!("{applied:?} is not an RFC 3339 time ({e})")))?
+        .with_timezone(&Utc);
+    Ok(LedgerEntry {
+        migration_id: string("migration_id")?,
+        schema: string("schema_name")?,
+        version: string("version")?,
+        checksum: Checksum { algorithm: at.algorithm(algorithm)?, value: string("checksum")? },
+        run_id: string("run_id")?,
+        applied_at,
+    })
 }
 
 /// A schema (database) name as bfm accepts it for GreptimeDB: the request rule
@@ -322,17 +358,7 @@ impl Shared {
             D.quote_literal(&self.name)
         );
         let rows = self.query(&self.database, &sql).await?;
-        Ok(rows
-            .iter()
-            .map(|r| LedgerEntry {
-                migration_id: text(r.get("migration_id")),
-                schema: text(r.get("schema_name")),
-                version: text(r.get("version")),
-                checksum: Checksum { algorithm: int(r.get("checksum_algorithm")) as u32, value: text(r.get("checksum")) },
-                run_id: text(r.get("run_id")),
-                applied_at: DateTime::parse_from_rfc3339(&text(r.get("applied_at"))).map(|t| t.with_timezone(&Utc)).unwrap_or_default(),
-            })
-            .collect())
+        rows.iter().map(|r| ledger_entry(r, &self.name)).collect()
     }
 }
 

@@ -13,6 +13,7 @@
 mod config;
 pub mod etcd;
 pub mod greptimedb;
+mod ledger;
 mod lock;
 pub mod mysql;
 pub mod postgres;
@@ -144,6 +145,10 @@ pub enum TargetError {
     LockTimeout { connection: String, schema: String, waited: Duration },
     #[error("connection {connection}: {message}")]
     Other { connection: String, message: String },
+    /// A ledger row that cannot be read back (a time that is none, a negative checksum
+    /// algorithm…). Never replaced by a default: reconciliation trusts the ledger.
+    #[error("connection {connection}: ledger {table}, row {key}: column {column} is corrupt: {detail}")]
+    CorruptLedger { connection: String, table: String, key: String, column: &'static str, detail: String },
 }
 
 impl TargetError {

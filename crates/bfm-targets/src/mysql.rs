@@ -7,6 +7,7 @@
 //! is `GET_LOCK(name, 0)` polled until the timeout.
 
 use crate::config::ConnectionConfig;
+use crate::ledger::LedgerAt;
 use crate::lock::{Backoff, lock_key};
 use crate::{
     Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepScript, Target, TargetError, commits_implicitly, split_table,
@@ -142,14 +143,21 @@ impl Shared {
     }
 }
 
-fn ledger_entry(row: &sqlx::mysql::MySqlRow) -> Result<LedgerEntry, sqlx::Error> {
+/// A ledger row; sqlx already refuses the zero date (`0000-00-00`) in `applied_at`.
+fn ledger_entry(row: &sqlx::mysql::MySqlRow, connection: &str, table: &str) -> Result<LedgerEntry, TargetError> {
+    let migration_id: String = row.try_get("migration_id").map_err(|e| TargetError::db(connection, e))?;
+    let schema: String = row.try_get("schema_name").map_err(|e| TargetError::db(connection, e))?;
+    let at = LedgerAt::new(connection, table, &migration_id, &schema);
     Ok(LedgerEntry {
-        migration_id: row.try_get("migration_id")?,
-        schema: row.try_get("schema_name")?,
-        version: row.try_get("version")?,
-        checksum: Checksum { algorithm: row.try_get::<i32, _>("checksum_algorithm")? as u32, value: row.try_get("checksum")? },
-        run_id: row.try_get("run_id")?,
-        applied_at: row.try_get::<chrono::NaiveDateTime, _>("applied_at")?.and_utc(),
+        version: at.get(row, "version")?,
+        checksum: Checksum {
+            algorithm: at.algorithm(at.get::<_, i32>(row, "checksum_algorithm")?.into())?,
+            value: at.get(row, "checksum")?,
+        },
+        run_id: at.get(row, "run_id")?,
+        applied_at: at.get::<_, chrono::NaiveDateTime>(row, "applied_at")?.and_utc(),
+        migration_id,
+        schema,
     })
 }
 
@@ -203,7 +211,8 @@ impl Target for MySqlTarget {
             .fetch_all(&self.shared.pool)
             .await
             .map_err(|e| self.shared.err(e))?;
-        rows.iter().map(ledger_entry).collect::<Result<_, _>>().map_err(|e| self.shared.err(e))
+        let table = self.shared.ledger_table();
+        rows.iter().map(|r| ledger_entry(r, &self.shared.name, &table)).collect()
     }
 
     async fn list_schemas(&self, pattern: &str) -> Result<Vec<String>, TargetError> {
@@ -303,7 +312,7 @@ impl Session for MySqlSession {
             .map_err(|e| self.err(e))?;
         let mut out = HashMap::with_capacity(rows.len());
         for row in &rows {
-            let e = ledger_entry(row).map_err(|e| self.err(e))?;
+            let e = ledger_entry(row, &self.shared.name, &self.shared.ledger_table())?;
             out.insert(e.migration_id.clone(), e);
         }
         Ok(out)

@@ -9,6 +9,7 @@
 //! loop.
 
 use crate::config::ConnectionConfig;
+use crate::ledger::LedgerAt;
 use crate::lock::{Backoff, lock_key};
 use crate::{BatchOutcome, Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepScript, Target, TargetError, split_table};
 use async_trait::async_trait;
@@ -234,14 +235,25 @@ fn application_name(run_id: &str) -> String {
     format!("bfm:{}", &run_id[..run_id.len().min(59)])
 }
 
-fn ledger_entry(row: &sqlx::postgres::PgRow) -> Result<LedgerEntry, sqlx::Error> {
+/// The ledger's columns as [`ledger_entry`] reads them. `applied_at` goes through `isfinite`:
+/// a TIMESTAMPTZ can hold `infinity`, on which sqlx's decoder panics.
+const LEDGER_COLUMNS: &str = "migration_id, schema_name, version, checksum, checksum_algorithm, run_id, CASE WHEN isfinite(applied_at) THEN applied_at END AS applied_at";
+
+fn ledger_entry(row: &sqlx::postgres::PgRow, connection: &str, table: &str) -> Result<LedgerEntry, TargetError> {
+    let migration_id: String = row.try_get("migration_id").map_err(|e| TargetError::db(connection, e))?;
+    let schema: String = row.try_get("schema_name").map_err(|e| TargetError::db(connection, e))?;
+    let at = LedgerAt::new(connection, table, &migration_id, &schema);
+    let applied_at: Option<DateTime<Utc>> = at.get(row, "applied_at")?;
     Ok(LedgerEntry {
-        migration_id: row.try_get("migration_id")?,
-        schema: row.try_get("schema_name")?,
-        version: row.try_get("version")?,
-        checksum: Checksum { algorithm: row.try_get::<i32, _>("checksum_algorithm")? as u32, value: row.try_get("checksum")? },
-        run_id: row.try_get("run_id")?,
-        applied_at: row.try_get::<DateTime<Utc>, _>("applied_at")?,
+        version: at.get(row, "version")?,
+        checksum: Checksum {
+            algorithm: at.algorithm(at.get::<_, i32>(row, "checksum_algorithm")?.into())?,
+            value: at.get(row, "checksum")?,
+        },
+        run_id: at.get(row, "run_id")?,
+        applied_at: applied_at.ok_or_else(|| at.corrupt("applied_at", "not a finite time"))?,
+        migration_id,
+        schema,
     })
 }
 
@@ -313,7 +325,7 @@ impl Target for PgTarget {
     async fn ledger_rows(&self, run_id: Option<&str>) -> Result<Vec<LedgerEntry>, TargetError> {
         self.shared.ensure_ledger().await?;
         let sql = format!(
-            "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE connection_name = $2 AND ($1::text IS NULL OR run_id = $1)",
+            "SELECT {LEDGER_COLUMNS} FROM {} WHERE connection_name = $2 AND ($1::text IS NULL OR run_id = $1)",
             self.shared.ledger_table()
         );
         let rows = sqlx::query(AssertSqlSafe(sql))
@@ -322,7 +334,8 @@ impl Target for PgTarget {
             .fetch_all(&self.shared.pool)
             .await
             .map_err(|e| self.shared.err(e))?;
-        rows.iter().map(ledger_entry).collect::<Result<_, _>>().map_err(|e| self.shared.err(e))
+        let table = self.shared.ledger_table();
+        rows.iter().map(|r| ledger_entry(r, &self.shared.name, &table)).collect()
     }
 
     async fn list_schemas(&self, pattern: &str) -> Result<Vec<String>, TargetError> {
@@ -449,10 +462,7 @@ impl Session for PgSession {
     }
 
     async fn ledger(&mut self, schema: &str) -> Result<HashMap<String, LedgerEntry>, TargetError> {
-        let sql = format!(
-            "SELECT migration_id, schema_name, version, checksum, checksum_algorithm, run_id, applied_at FROM {} WHERE schema_name = $1 AND connection_name = $2",
-            self.shared.ledger_table()
-        );
+        let sql = format!("SELECT {LEDGER_COLUMNS} FROM {} WHERE schema_name = $1 AND connection_name = $2", self.shared.ledger_table());
         let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(schema)
             .bind(&self.shared.name)
@@ -461,7 +471,7 @@ impl Session for PgSession {
             .map_err(|e| self.err(e))?;
         let mut out = HashMap::with_capacity(rows.len());
         for row in &rows {
-            let e = ledger_entry(row).map_err(|e| self.err(e))?;
+            let e = ledger_entry(row, &self.shared.name, &self.shared.ledger_table())?;
             out.insert(e.migration_id.clone(), e);
         }
         Ok(out)

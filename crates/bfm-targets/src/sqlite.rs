@@ -3,6 +3,7 @@
 //! (connection, schema) lock is a lease row in `bfm_locks` that expires if its holder dies.
 
 use crate::config::ConnectionConfig;
+use crate::ledger::LedgerAt;
 use crate::lock::Backoff;
 use crate::{Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepScript, Target, TargetError};
 use async_trait::async_trait;
@@ -125,15 +126,22 @@ impl Shared {
     }
 }
 
-fn ledger_entry(row: &sqlx::sqlite::SqliteRow) -> Result<LedgerEntry, sqlx::Error> {
-    let at: String = row.try_get("applied_at")?;
+fn ledger_entry(row: &sqlx::sqlite::SqliteRow, connection: &str) -> Result<LedgerEntry, TargetError> {
+    let migration_id: String = row.try_get("migration_id").map_err(|e| TargetError::db(connection, e))?;
+    let schema: String = row.try_get("schema_name").map_err(|e| TargetError::db(connection, e))?;
+    let at = LedgerAt::new(connection, "bfm_ledger", &migration_id, &schema);
+    // Written by `strftime('%Y-%m-%dT%H:%M:%fZ')`: RFC 3339 or nothing.
+    let applied: String = at.get(row, "applied_at")?;
+    let applied_at = DateTime::parse_from_rfc3339(&applied)
+        .map_err(|e| at.corrupt("applied_at", format_args!("{applied:?} is not an RFC 3339 time ({e})")))?
+        .with_timezone(&Utc);
     Ok(LedgerEntry {
-        migration_id: row.try_get("migration_id")?,
-        schema: row.try_get("schema_name")?,
-        version: row.try_get("version")?,
-        checksum: Checksum { algorithm: row.try_get::<i64, _>("checksum_algorithm")? as u32, value: row.try_get("checksum")? },
-        run_id: row.try_get("run_id")?,
-        applied_at: DateTime::parse_from_rfc3339(&at).map(|t| t.with_timezone(&Utc)).unwrap_or_default(),
+        version: at.get(row, "version")?,
+        checksum: Checksum { algorithm: at.algorithm(at.get(row, "checksum_algorithm")?)?, value: at.get(row, "checksum")? },
+        run_id: at.get(row, "run_id")?,
+        applied_at,
+        migration_id,
+        schema,
     })
 }
 
@@ -183,7 +191,7 @@ impl Target for SqliteTarget {
             .fetch_all(&self.shared.pool)
             .await
             .map_err(|e| self.shared.err(e))?;
-        rows.iter().map(ledger_entry).collect::<Result<_, _>>().map_err(|e| self.shared.err(e))
+        rows.iter().map(|r| ledger_entry(r, &self.shared.name)).collect()
     }
 
     async fn close(&self) {
@@ -295,7 +303,7 @@ impl Session for SqliteSession {
             .map_err(|e| self.err(e))?;
         let mut out = HashMap::with_capacity(rows.len());
         for row in &rows {
-            let e = ledger_entry(row).map_err(|e| self.err(e))?;
+            let e = ledger_entry(row, &self.shared.name)?;
             out.insert(e.migration_id.clone(), e);
         }
         Ok(out)
