@@ -31,14 +31,11 @@ if ! my_ready; then
 fi
 my_ready || { echo "MariaDB is not reachable on 127.0.0.1:3306 (root, no password)"; exit 1; }
 
-# --- Build and test tools: protoc (etcd-client's build script), etcd -------------------------
-need_apt=()
-command -v protoc >/dev/null || need_apt+=(protobuf-compiler)
-{ command -v etcd >/dev/null || [ -x /usr/bin/etcd ]; } || need_apt+=(etcd-server)
-if [ "${#need_apt[@]}" -gt 0 ]; then
-  log "installing ${need_apt[*]}"
+# --- etcd, for the etcd tests (the build itself needs nothing but the Rust toolchain) ---------
+if ! { command -v etcd >/dev/null || [ -x /usr/bin/etcd ]; }; then
+  log "installing etcd-server"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq etcd-server >/dev/null
 fi
 
 # --- etcd: our own server on free loopback ports, stopped at exit ---------------------------

@@ -5,15 +5,18 @@ mod common;
 
 use bfm_core::{PlanRequest, Selector, Status};
 use bfm_engine::StepOutcomeKind;
+use bfm_etcd::{Client, ConnectOptions, Keys, RangeOptions};
 use bfm_testkit::greptime::{FAIL_MARKER, GreptimeMock};
 use common::*;
-use etcd_client::{Client, GetOptions};
 
 async fn etcd_keys(prefix: &str) -> Vec<(String, String)> {
     let endpoints: Vec<String> = bfm_testkit::etcd_endpoints().split(',').map(str::to_string).collect();
-    let mut c = Client::connect(endpoints, None).await.unwrap();
-    let r = c.get(prefix, Some(GetOptions::new().with_prefix())).await.unwrap();
-    r.kvs().iter().map(|kv| (kv.key_str().unwrap()[prefix.len()..].to_string(), kv.value_str().unwrap().to_string())).collect()
+    let c = Client::connect(&endpoints, &ConnectOptions::new()).await.unwrap();
+    let r = c.range(Keys::prefix(prefix), RangeOptions::default()).await.unwrap();
+    r.kvs
+        .iter()
+        .map(|kv| (std::str::from_utf8(&kv.key).unwrap()[prefix.len()..].to_string(), std::str::from_utf8(&kv.value).unwrap().to_string()))
+        .collect()
 }
 
 #[tokio::test]

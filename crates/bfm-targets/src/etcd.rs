@@ -1,4 +1,4 @@
-//! etcd target (etcd v3 API, through `etcd-client`).
+//! etcd target (etcd v3 API, through bfm's own thin client, `bfm-etcd`).
 //!
 //! Keys. Every key lives under the connection's prefix (extra `prefix`, default `/`, always
 //! ending in `/`): `<prefix><schema>/<key>` for a run in a schema, `<prefix><key>` without one.
@@ -29,11 +29,8 @@ use crate::{Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepSc
 use async_trait::async_trait;
 use bfm_core::etcd_script::{self, EtcdOp, RESERVED_SEGMENT};
 use bfm_core::{BackendKind, Checksum, Direction};
+use bfm_etcd::{Client, Compare, CompareOp, ConnectOptions, Keys, RangeOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, prefix_end};
 use chrono::{DateTime, Utc};
-use etcd_client::{
-    Certificate, Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, Identity, LockOptions, TlsOptions, Txn, TxnOp,
-    TxnOpResponse,
-};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -119,12 +116,13 @@ pub fn settings(config: &ConnectionConfig) -> Result<EtcdSettings, TargetError> 
     if tls {
         crate::ensure_crypto_provider();
         let read = |what: &str, path: &str| std::fs::read(path).map_err(|e| bad(format!("cannot read the {what} {path}: {e}")));
-        let mut t = TlsOptions::new().with_native_roots();
+        // The system's roots, plus the configured CA.
+        let mut t = TlsOptions::new();
         if let Some(ca) = cacert {
-            t = t.ca_certificate(Certificate::from_pem(read("CA certificate", ca)?));
+            t = t.with_ca_pem(read("CA certificate", ca)?);
         }
         match (cert, key) {
-            (Some(c), Some(k)) => t = t.identity(Identity::from_pem(read("client certificate", c)?, read("client key", k)?)),
+            (Some(c), Some(k)) => t = t.with_identity_pem(read("client certificate", c)?, read("client key", k)?),
             (None, None) => {}
             _ => return Err(bad(format!("{upper}_CERT and {upper}_KEY go together (client certificate and its key)"))),
         }
@@ -182,19 +180,6 @@ pub fn ledger_key(prefix: &str, schema: &str, migration_id: &str) -> String {
 /// so that the lock of `a` (whose keys are `<name>/<lease>`) never covers the lock of `a/b`.
 pub fn lock_name(prefix: &str, schema: &str) -> String {
     format!("{}locks/{}", reserved(prefix), schema.replace('/', ":"))
-}
-
-/// The end of the key range that has `prefix` as prefix (etcd's `range_end`).
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    // All 0xff: to the end of the keyspace.
-    vec![0]
 }
 
 /// The ledger value stored in etcd (JSON).
@@ -411,9 +396,7 @@ impl Shared {
             .client
             .get_or_try_init(|| async {
                 let s = &self.settings;
-                match tokio::time::timeout(s.dial_timeout + Duration::from_secs(1), Client::connect(&s.endpoints, Some(s.options.clone())))
-                    .await
-                {
+                match tokio::time::timeout(s.dial_timeout + Duration::from_secs(1), Client::connect(&s.endpoints, &s.options)).await {
                     Ok(Ok(c)) => Ok(c),
                     Ok(Err(e)) => Err(self.err(format!("connecting to {}: {e}", s.endpoints.join(",")))),
                     Err(_) => Err(self.err(format!("connecting to {}: no answer within {:?}", s.endpoints.join(","), s.dial_timeout))),
@@ -425,17 +408,17 @@ impl Shared {
 
     /// Read keys in as few round trips as etcd allows: `key → (value, mod_revision)` of those
     /// that exist.
-    async fn read(&self, client: &mut Client, keys: &[String]) -> Result<HashMap<String, (String, i64)>, TargetError> {
+    async fn read(&self, client: &Client, keys: &[String]) -> Result<HashMap<String, (String, i64)>, TargetError> {
         let mut out = HashMap::new();
         for chunk in keys.chunks(READ_BATCH) {
-            let ops: Vec<TxnOp> = chunk.iter().map(|k| TxnOp::get(k.as_str(), None)).collect();
+            let ops: Vec<TxnOp> = chunk.iter().map(|k| TxnOp::get(Keys::key(k.as_str()), RangeOptions::default())).collect();
             let resp = client.txn(Txn::new().and_then(ops)).await.map_err(|e| self.err(e))?;
-            for r in resp.op_responses() {
-                if let TxnOpResponse::Get(g) = r {
-                    for kv in g.kvs() {
+            for r in resp.responses {
+                if let TxnOpResponse::Range(g) = r {
+                    for kv in g.kvs {
                         out.insert(
-                            String::from_utf8_lossy(kv.key()).into_owned(),
-                            (String::from_utf8_lossy(kv.value()).into_owned(), kv.mod_revision()),
+                            String::from_utf8_lossy(&kv.key).into_owned(),
+                            (String::from_utf8_lossy(&kv.value).into_owned(), kv.mod_revision),
                         );
                     }
                 }
@@ -445,23 +428,20 @@ impl Shared {
     }
 
     async fn ledger_under(&self, dir: &str, run_id: Option<&str>, only_schema: Option<&str>) -> Result<Vec<LedgerEntry>, TargetError> {
-        let mut client = self.client().await?;
-        let resp = client.get(dir, Some(GetOptions::new().with_prefix())).await.map_err(|e| self.err(e))?;
+        let client = self.client().await?;
+        let resp = client.range(Keys::prefix(dir), RangeOptions::default()).await.map_err(|e| self.err(e))?;
         let mut out = Vec::new();
-        for kv in resp.kvs() {
-            let key = String::from_utf8_lossy(kv.key());
+        for kv in &resp.kvs {
+            let key = String::from_utf8_lossy(&kv.key);
             let Some(rest) = key.strip_prefix(dir) else { continue };
             // A schema's directory also lists nested schemas' entries (`a/` holds `a/b/…`).
             if only_schema.is_some() && rest.contains('/') {
                 continue;
             }
-            let value: LedgerValue = match serde_json::from_slice(kv.value()) {
-                Ok(v) => v,
-                Err(e) => {
-                    tracing::warn!(connection = %self.name, key = %key, error = %e, "ignoring an unreadable ledger entry");
-                    continue;
-                }
-            };
+            // A ledger entry that cannot be read is an error: skipping it would make an applied
+            // migration look pending (and run it again).
+            let value: LedgerValue = serde_json::from_slice(&kv.value)
+                .map_err(|e| self.err(format!("the ledger entry {key} is unreadable (corrupt JSON or timestamp): {e}")))?;
             if value.connection != self.name || run_id.is_some_and(|r| r != value.run_id) {
                 continue;
             }
@@ -487,9 +467,9 @@ impl Target for EtcdTarget {
 
     async fn ping(&self) -> Result<(), TargetError> {
         let probe = async {
-            let mut client = self.shared.client().await?;
+            let client = self.shared.client().await?;
             let key = format!("{}ping", reserved(self.shared.prefix()));
-            client.get(key, Some(GetOptions::new().with_count_only())).await.map_err(|e| self.shared.err(e))?;
+            client.range(Keys::key(key), RangeOptions::count_only()).await.map_err(|e| self.shared.err(e))?;
             Ok(())
         };
         match tokio::time::timeout(self.shared.settings.dial_timeout.max(Duration::from_secs(3)), probe).await {
@@ -532,7 +512,7 @@ impl Drop for EtcdSession {
         if let Some(h) = self.held.take() {
             h.keeper.abort();
             if let Ok(handle) = tokio::runtime::Handle::try_current() {
-                let mut client = self.client.clone();
+                let client = self.client.clone();
                 handle.spawn(async move {
                     let _ = client.lease_revoke(h.lease).await;
                 });
@@ -542,18 +522,15 @@ impl Drop for EtcdSession {
 }
 
 /// Keep a lease alive until aborted (or until etcd says it is gone).
-fn keep_alive(mut client: Client, lease: i64, ttl: Duration) -> tokio::task::JoinHandle<()> {
+fn keep_alive(client: Client, lease: i64, ttl: Duration) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let Ok((mut keeper, mut stream)) = client.lease_keep_alive(lease).await else { return };
+        let Ok(mut keeper) = client.lease_keep_alive(lease).await else { return };
         let every = (ttl / 3).max(Duration::from_millis(500));
         loop {
             tokio::time::sleep(every).await;
+            // An error includes etcd's TTL 0: the lease is gone, there is nothing to keep.
             if keeper.keep_alive().await.is_err() {
                 return;
-            }
-            match stream.message().await {
-                Ok(Some(r)) if r.ttl() > 0 => {}
-                _ => return,
             }
         }
     })
@@ -584,18 +561,13 @@ impl Session for EtcdSession {
         }
         let started = Instant::now();
         let ttl = self.shared.settings.lock_ttl;
-        let lease = self
-            .client
-            .lease_grant(ttl.as_secs().max(2) as i64, None)
-            .await
-            .map_err(|e| self.shared.err(format!("lease grant: {e}")))?
-            .id();
+        let lease = self.client.lease_grant(ttl.as_secs().max(2) as i64).await.map_err(|e| self.shared.err(format!("lease grant: {e}")))?;
         let keeper = keep_alive(self.client.clone(), lease, ttl);
         let name = lock_name(self.shared.prefix(), schema);
-        let attempt = self.client.lock(name, Some(LockOptions::new().with_lease(lease)));
+        let attempt = self.client.lock(name, lease);
         match tokio::time::timeout(timeout, attempt).await {
-            Ok(Ok(resp)) => {
-                self.held = Some(Held { schema: schema.to_string(), lease, key: resp.key().to_vec(), keeper });
+            Ok(Ok(key)) => {
+                self.held = Some(Held { schema: schema.to_string(), lease, key, keeper });
                 Ok(started.elapsed())
             }
             other => {
@@ -643,9 +615,8 @@ impl Session for EtcdSession {
             return Ok(true);
         }
         let p = schema_prefix(self.shared.prefix(), schema).map_err(|e| self.shared.bad_schema(e))?;
-        let resp =
-            self.client.get(p.as_str(), Some(GetOptions::new().with_prefix().with_count_only())).await.map_err(|e| self.shared.err(e))?;
-        Ok(resp.count() > 0)
+        let resp = self.client.range(Keys::prefix(p), RangeOptions::count_only()).await.map_err(|e| self.shared.err(e))?;
+        Ok(resp.count > 0)
     }
 
     /// etcd has no tables.
@@ -684,7 +655,7 @@ impl Session for EtcdSession {
         }
 
         for attempt in 0..TXN_ATTEMPTS {
-            let snapshot = self.shared.read(&mut self.client, &to_read).await.map_err(|e| Self::fail(e.to_string(), None, step))?;
+            let snapshot = self.shared.read(&self.client, &to_read).await.map_err(|e| Self::fail(e.to_string(), None, step))?;
             if let Some(k) = &lock_key_str
                 && !snapshot.contains_key(k)
             {
@@ -708,27 +679,27 @@ impl Session for EtcdSession {
             }
             let mut txn_ops: Vec<TxnOp> = Vec::with_capacity(p.ranges.len() + p.deletes.len() + p.puts.len() + 1);
             for (start, end) in &p.ranges {
-                txn_ops.push(TxnOp::delete(start.clone(), Some(DeleteOptions::new().with_range(end.clone()))));
+                txn_ops.push(TxnOp::delete(Keys::range(start.clone(), end.clone())));
             }
             for k in &p.deletes {
-                txn_ops.push(TxnOp::delete(k.as_str(), None));
+                txn_ops.push(TxnOp::delete(Keys::key(k.as_str())));
             }
             for (k, v) in &p.puts {
-                txn_ops.push(TxnOp::put(k.as_str(), v.as_str(), None));
+                txn_ops.push(TxnOp::put(k.as_str(), v.as_str()));
             }
             match &ledger_value {
                 Some(v) => {
                     compares.push(Compare::create_revision(ledger.as_str(), CompareOp::Equal, 0));
-                    txn_ops.push(TxnOp::put(ledger.as_str(), v.as_str(), None));
+                    txn_ops.push(TxnOp::put(ledger.as_str(), v.as_str()));
                 }
-                None => txn_ops.push(TxnOp::delete(ledger.as_str(), None)),
+                None => txn_ops.push(TxnOp::delete(Keys::key(ledger.as_str()))),
             }
             let resp = self
                 .client
                 .txn(Txn::new().when(compares).and_then(txn_ops))
                 .await
                 .map_err(|e| Self::fail(format!("etcd transaction failed, nothing was changed: {e}"), None, step))?;
-            if resp.succeeded() {
+            if resp.succeeded {
                 tracing::debug!(connection = %self.shared.name, migration = step.migration_id, skipped = p.skipped, "etcd transaction committed");
                 return Ok(StepOutcome { statements: n });
             }

@@ -2,8 +2,8 @@
 //! Every test works under a key prefix of its own.
 
 use bfm_core::{BackendKind, Checksum, Direction};
+use bfm_etcd::{Client, ConnectOptions, Keys, RangeOptions};
 use bfm_targets::{ConnectionConfig, StepScript, Target, TargetError, connect, etcd};
-use etcd_client::{Client, GetOptions, LockOptions};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,24 +21,24 @@ async fn env(tag: &str) -> Env {
     c.extras.insert("lock_ttl".into(), "5s".into());
     let target = connect(&c).await.unwrap();
     let endpoints: Vec<String> = bfm_testkit::etcd_endpoints().split(',').map(str::to_string).collect();
-    let raw = Client::connect(endpoints, None).await.unwrap();
+    let raw = Client::connect(&endpoints, &ConnectOptions::new()).await.unwrap();
     Env { prefix, target, raw }
 }
 
 impl Env {
     async fn get(&self, key: &str) -> Option<String> {
-        let r = self.raw.clone().get(format!("{}{key}", self.prefix), None).await.unwrap();
-        r.kvs().first().map(|kv| kv.value_str().unwrap().to_string())
+        let kv = self.raw.get(format!("{}{key}", self.prefix)).await.unwrap();
+        kv.map(|kv| String::from_utf8(kv.value).unwrap())
     }
 
     async fn put(&self, key: &str, value: &str) {
-        self.raw.clone().put(format!("{}{key}", self.prefix), value, None).await.unwrap();
+        self.raw.put(format!("{}{key}", self.prefix), value).await.unwrap();
     }
 
     /// Every key under the prefix (relative), bfm's own included.
     async fn keys(&self) -> Vec<String> {
-        let r = self.raw.clone().get(self.prefix.as_str(), Some(GetOptions::new().with_prefix().with_keys_only())).await.unwrap();
-        r.kvs().iter().map(|kv| kv.key_str().unwrap()[self.prefix.len()..].to_string()).collect()
+        let r = self.raw.range(Keys::prefix(self.prefix.as_str()), RangeOptions::keys_only()).await.unwrap();
+        r.kvs.iter().map(|kv| std::str::from_utf8(&kv.key).unwrap()[self.prefix.len()..].to_string()).collect()
     }
 }
 
@@ -161,12 +161,11 @@ async fn a_concurrent_writer_on_a_guarded_key_makes_bfm_read_again() {
     // A writer hammers the guarded key for a while, then stops.
     let (raw, key) = (e.raw.clone(), format!("{}k", e.prefix));
     let writer = tokio::spawn(async move {
-        let mut raw = raw;
         let until = Instant::now() + Duration::from_millis(150);
         let mut n = 0;
         while Instant::now() < until {
             n += 1;
-            raw.put(key.as_str(), format!("w{n}"), None).await.unwrap();
+            raw.put(key.as_str(), format!("w{n}")).await.unwrap();
         }
         n
     });
@@ -265,9 +264,9 @@ async fn locks_contend_release_and_expire() {
     again.unlock().await.unwrap();
 
     // A crashed holder: its lease is not kept alive, so it expires and the lock frees itself.
-    let mut raw = e.raw.clone();
-    let lease = raw.lease_grant(2, None).await.unwrap().id();
-    raw.lock(etcd::lock_name(&e.prefix, "s"), Some(LockOptions::new().with_lease(lease))).await.unwrap();
+    let raw = e.raw.clone();
+    let lease = raw.lease_grant(2).await.unwrap();
+    raw.lock(etcd::lock_name(&e.prefix, "s"), lease).await.unwrap();
     let mut next = e.target.session("run-e").await.unwrap();
     let waited = next.lock("s", Duration::from_secs(15)).await.unwrap();
     assert!(waited >= Duration::from_millis(1000), "{waited:?}");
@@ -280,18 +279,18 @@ async fn a_lost_lock_fences_the_transaction() {
     let mut s = e.target.session("run-1").await.unwrap();
     s.lock("", Duration::from_secs(5)).await.unwrap();
     // Someone else's view: the lock's lease is gone (expired, revoked).
-    let mut raw = e.raw.clone();
+    let raw = e.raw.clone();
     let leases = raw.leases().await.unwrap();
     let lock_keys = raw
-        .get(etcd::lock_name(&e.prefix, ""), Some(GetOptions::new().with_prefix()))
+        .range(Keys::prefix(etcd::lock_name(&e.prefix, "")), RangeOptions::default())
         .await
         .unwrap()
-        .kvs()
+        .kvs
         .iter()
-        .map(|kv| kv.lease())
+        .map(|kv| kv.lease)
         .collect::<Vec<_>>();
     assert_eq!(lock_keys.len(), 1);
-    assert!(leases.leases().iter().any(|l| l.id() == lock_keys[0]));
+    assert!(leases.contains(&lock_keys[0]));
     raw.lease_revoke(lock_keys[0]).await.unwrap();
     let m = script("m10", r#"[{"key":"a","value":"1"}]"#);
     let f = s.apply(&step(&m, "", Direction::Up)).await.unwrap_err();
@@ -329,4 +328,32 @@ async fn an_unreachable_server_is_a_clear_error() {
     let t = connect(&c).await.unwrap();
     let e = t.ping().await.unwrap_err().to_string();
     assert!(e.contains("metadata") && e.contains("etcd"), "{e}");
+}
+
+#[tokio::test]
+async fn an_unreadable_ledger_entry_is_an_error_not_a_pending_migration() {
+    let e = env("corrupt").await;
+    let mut s = e.target.session("run-1").await.unwrap();
+    s.apply(&step(&script("m13", r#"[{"key":"a","value":"1"}]"#), "t", Direction::Up)).await.unwrap();
+    let good = e.get("__bfm/ledger/t/m13").await.unwrap();
+    assert_eq!(s.ledger("t").await.unwrap().len(), 1);
+
+    // Corrupt JSON: the schema's ledger and the target's rows both refuse to answer.
+    e.put("__bfm/ledger/t/m14", "{not json").await;
+    let err = s.ledger("t").await.unwrap_err().to_string();
+    assert!(err.contains("__bfm/ledger/t/m14") && err.contains("unreadable"), "{err}");
+    assert!(e.target.ledger_rows(None).await.is_err());
+
+    // Valid JSON with a timestamp that does not parse.
+    let bad_time =
+        good.replace(&serde_json::from_str::<serde_json::Value>(&good).unwrap()["applied_at"].as_str().unwrap().to_string(), "yesterday");
+    assert_ne!(bad_time, good);
+    e.put("__bfm/ledger/t/m14", &bad_time).await;
+    let err = s.ledger("t").await.unwrap_err().to_string();
+    assert!(err.contains("__bfm/ledger/t/m14"), "{err}");
+    assert!(e.target.ledger_rows(Some("run-1")).await.is_err());
+
+    // Once repaired, the ledger reads again.
+    e.put("__bfm/ledger/t/m14", &good.replace("m13", "m14")).await;
+    assert_eq!(s.ledger("t").await.unwrap().len(), 2);
 }

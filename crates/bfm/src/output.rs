@@ -65,7 +65,7 @@ impl Progress {
                 Some(bar) => {
                     bar.inc(1);
                     if e.status == "failed" {
-                        bar.println(format!("{} {}: {}", style("failed").red().bold(), e.id, e.message));
+                        bar.println(format!("{} {}: {}", style("failed").for_stderr().red().bold(), e.id, e.message));
                     }
                     if let Some((done, failed, remaining)) = summary {
                         bar.set_message(format!("schemas: {done} done · {failed} failed · {remaining} remaining"));
@@ -74,7 +74,7 @@ impl Progress {
                 None if !quiet && !lines => {
                     let finished = e.done + e.failed + e.skipped;
                     if e.status == "failed" {
-                        eprintln!("{:>7} {}: {}", style("failed").red().bold(), e.id, e.message);
+                        eprintln!("{:>7} {}: {}", style("failed").for_stderr().red().bold(), e.id, e.message);
                     }
                     let step = (e.total / 10).max(1);
                     if finished.is_multiple_of(step) || finished == e.total {
@@ -243,12 +243,12 @@ pub fn print_report(report: &RunReport) {
         report.duration_ms
     );
     for e in &report.errors {
-        eprintln!("{} {e}", style("error:").red().bold());
+        eprintln!("{} {e}", style("error:").for_stderr().red().bold());
     }
     if let Some(w) = &report.state_warning {
         eprintln!(
             "{} the state store could not be updated: {w}; the targets' ledgers are authoritative — run `bfm migrate reconcile`",
-            style("warning:").yellow().bold()
+            style("warning:").for_stderr().yellow().bold()
         );
     }
 }
