@@ -12,6 +12,7 @@ use crate::db::Conn;
 use crate::error::SchemaError;
 use crate::ident::{display_name, display_part, qualified, quote_ident};
 use crate::model::*;
+use crate::scope::Scope;
 use crate::types::ObjectKind;
 
 /// The schema that holds bfm's own state; never managed.
@@ -51,7 +52,7 @@ SELECT d.classid::regclass::text, d.objid FROM pg_depend d WHERE d.deptype = 'e'
 const Q_EXTENSIONS: &str = "
 SELECT e.extname::text, n.nspname::text, e.extversion
 FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-WHERE n.nspname = ANY($1::text[])";
+WHERE n.nspname = ANY($1::text[]) OR e.extname = ANY($2::text[])";
 
 const Q_RELATIONS: &str = "
 SELECT c.oid, n.nspname::text, c.relname::text, c.relkind::text, c.relpersistence::text,
@@ -205,13 +206,10 @@ SELECT pg_catalog.set_config('search_path', '', true);
 SET LOCAL TimeZone = 'UTC'; SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres';
 SET LOCAL extra_float_digits = 3";
 
-/// Resolve the managed schema list: the given names, or every non-system schema except bfm's own.
-async fn resolve_schemas(conn: &Conn, managed: &[String]) -> Result<Vec<String>, SchemaError> {
-    if !managed.is_empty() {
-        let mut v: Vec<String> = managed.to_vec();
-        v.sort();
-        v.dedup();
-        return Ok(v);
+/// Resolve the managed schema list: the scope's names, or every non-system schema except bfm's own.
+async fn resolve_schemas(conn: &Conn, scope: &Scope) -> Result<Vec<String>, SchemaError> {
+    if !scope.is_whole_database() {
+        return Ok(scope.schemas.clone());
     }
     let excluded = vec![CONTROL_SCHEMA.to_string()];
     let rows = conn
@@ -318,23 +316,24 @@ fn split_top_level(s: &str) -> Vec<String> {
     out
 }
 
-/// Introspect the managed schemas of a connection.
-pub(crate) async fn introspect(conn: &Conn, managed: &[String]) -> Result<Introspection, SchemaError> {
+/// Introspect the scope of a connection.
+pub(crate) async fn introspect(conn: &Conn, scope: &Scope) -> Result<Introspection, SchemaError> {
     let ctx = |what: &str| format!("introspecting {} of {}", what, conn.label);
     conn.client.batch_execute(BEGIN).await.map_err(|e| SchemaError::db(ctx("(begin)"), &e))?;
-    let result = introspect_in_tx(conn, managed).await;
+    let result = introspect_in_tx(conn, scope).await;
     // Read-only: the end of the transaction cannot lose anything.
     let _ = conn.client.batch_execute("COMMIT").await;
     result
 }
 
-async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspection, SchemaError> {
+async fn introspect_in_tx(conn: &Conn, scope: &Scope) -> Result<Introspection, SchemaError> {
     let t_start = std::time::Instant::now();
-    let schemas = resolve_schemas(conn, managed).await?;
+    let schemas = resolve_schemas(conn, scope).await?;
     let c = &conn.client;
     let ctx = |what: &str| format!("introspecting {} of {}", what, conn.label);
     let p: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&schemas];
     let none: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[];
+    let p_ext: &[&(dyn tokio_postgres::types::ToSql + Sync)] = &[&schemas, &scope.extensions];
     let q_indexes = Q_INDEXES.replace("{NULLS}", if conn.server_version_num >= 150000 { "i.indnullsnotdistinct" } else { "false" });
     // The queries are pipelined on one connection, inside one snapshot.
     let (
@@ -346,7 +345,7 @@ async fn introspect_in_tx(conn: &Conn, managed: &[String]) -> Result<Introspecti
                 async { c.query(Q_SCHEMAS, p).await.map_err(|e| SchemaError::db(ctx("schemas"), &e)) },
                 async { c.query(Q_COMMENTS, none).await.map_err(|e| SchemaError::db(ctx("comments"), &e)) },
                 async { c.query(Q_EXTENSION_MEMBERS, none).await.map_err(|e| SchemaError::db(ctx("extension members"), &e)) },
-                async { c.query(Q_EXTENSIONS, p).await.map_err(|e| SchemaError::db(ctx("extensions"), &e)) },
+                async { c.query(Q_EXTENSIONS, p_ext).await.map_err(|e| SchemaError::db(ctx("extensions"), &e)) },
                 async { c.query(Q_RELATIONS, p).await.map_err(|e| SchemaError::db(ctx("relations"), &e)) },
                 async { c.query(Q_COLUMNS, p).await.map_err(|e| SchemaError::db(ctx("columns"), &e)) },
                 async { c.query(Q_CONSTRAINTS, p).await.map_err(|e| SchemaError::db(ctx("constraints"), &e)) },
