@@ -31,7 +31,7 @@ async fn desired_files_decide_the_scope_and_drift_is_repaired_with_approval() {
         desired_dir(&[("10_items.sql", "CREATE SCHEMA app;\nCREATE TABLE app.items (id bigint PRIMARY KEY, name text NOT NULL);")]);
     let target = SchemaTarget { default_schema: Some("app".into()), ..live.target() };
 
-    let plan = plan(&target, &desired).await.expect("plan");
+    let plan = bfm_schema::plan(&target, &desired).await.expect("plan");
     assert_eq!(plan.scope, Scope { origin: ScopeOrigin::DesiredFiles, schemas: vec!["app".into()], extensions: vec![] });
     assert_eq!(plan.managed_schemas, vec!["app".to_string()]);
     assert!(!mentions_unrelated(&plan), "{}", render_plan_text(&plan, false));
@@ -46,7 +46,7 @@ async fn desired_files_decide_the_scope_and_drift_is_repaired_with_approval() {
     assert_eq!(live.query_one_i64("SELECT count(*) FROM app.items").await, 0);
     let snap = snapshot(&target, &plan.scope).await.expect("snapshot");
     assert_eq!(snap.recorded_scope(), plan.scope);
-    let again = plan(&target, &desired).await.expect("plan");
+    let again = bfm_schema::plan(&target, &desired).await.expect("plan");
     assert!(again.steps.is_empty(), "{}", render_plan_text(&again, false));
 
     // A column added by hand is drift of the managed table; the unrelated schema is not looked at.
@@ -59,7 +59,7 @@ async fn desired_files_decide_the_scope_and_drift_is_repaired_with_approval() {
     assert_eq!(drift.drifts[0].change, DriftChange::Added);
 
     // Repairing it deletes data: the plan needs the approval and applies with it.
-    let repair = plan(&target, &desired).await.expect("plan");
+    let repair = bfm_schema::plan(&target, &desired).await.expect("plan");
     assert_eq!(repair.approvals_required, vec!["DELETES_DATA:app.items.sneaky".to_string()], "{}", render_plan_text(&repair, false));
     assert!(!mentions_unrelated(&repair), "{}", render_plan_text(&repair, false));
     let err = apply(&target, &repair, &[], &ApplyOptions::default()).await.expect_err("needs approval");
@@ -79,14 +79,14 @@ async fn declared_extensions_count_wherever_they_live() {
         "CREATE EXTENSION citext;\nCREATE SCHEMA app;\nCREATE TABLE app.users (id int PRIMARY KEY, nick citext);",
     )]);
     let target = live.target();
-    let plan = plan(&target, &desired).await.expect("plan");
+    let plan = bfm_schema::plan(&target, &desired).await.expect("plan");
     // citext lands in public, which stays unmanaged: it holds no object of the files.
     assert_eq!(plan.scope, Scope { origin: ScopeOrigin::DesiredFiles, schemas: vec!["app".into()], extensions: vec!["citext".into()] });
     assert!(has_step(&plan, "CREATE EXTENSION"), "{}", render_plan_text(&plan, false));
     assert!(!mentions_unrelated(&plan), "{}", render_plan_text(&plan, false));
     let report = apply(&target, &plan, &approvals_for(&plan), &ApplyOptions::default()).await.expect("apply");
     assert!(report.converged, "{report:?}");
-    let again = plan(&target, &desired).await.expect("plan");
+    let again = bfm_schema::plan(&target, &desired).await.expect("plan");
     assert!(again.steps.is_empty(), "{}", render_plan_text(&again, false));
 }
 
@@ -97,14 +97,14 @@ async fn a_configured_list_wins_and_the_connection_schema_is_managed() {
 
     // The configured list manages public (and its pgcrypto) as well: dropping it needs approval.
     let configured = SchemaTarget { managed_schemas: vec!["public".into(), "app".into()], ..live.target() };
-    let plan = plan(&configured, &desired).await.expect("plan");
+    let plan = bfm_schema::plan(&configured, &desired).await.expect("plan");
     assert_eq!(plan.scope.origin, ScopeOrigin::Configured);
     assert_eq!(plan.scope.schemas, vec!["app".to_string(), "public".to_string()]);
     assert!(plan.approvals_required.contains(&"DELETES_DATA:pgcrypto".to_string()), "{}", render_plan_text(&plan, false));
 
     // {CONN}_SCHEMA is managed even when the files leave it out.
     let with_schema = SchemaTarget { default_schema: Some("other".into()), ..live.target() };
-    let plan = plan(&with_schema, &desired).await.expect("plan");
+    let plan = bfm_schema::plan(&with_schema, &desired).await.expect("plan");
     assert_eq!(plan.scope.schemas, vec!["app".to_string(), "other".to_string()]);
     assert!(plan.approvals_required.iter().any(|a| a.contains("other")), "{}", render_plan_text(&plan, false));
     assert!(!plan.approvals_required.contains(&"DELETES_DATA:pgcrypto".to_string()));
