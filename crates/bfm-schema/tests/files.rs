@@ -51,7 +51,7 @@ async fn files_plan_apply_and_cache() {
     assert_eq!(st.pending_steps, 0);
 
     // Status against a stored snapshot reports drift made by hand, and the pending repair.
-    let snap = snapshot(&live.target(), &Scope::whole_database()).await.expect("snapshot");
+    let snap = snapshot(&live.target(), &st.scope).await.expect("snapshot");
     assert_eq!(snap.fingerprint, st.live_fingerprint);
     live.exec("CREATE INDEX t_name_idx ON app.t (name)").await;
     let st = status(&live.target(), &desired, Some(&snap)).await.expect("status");
