@@ -203,7 +203,7 @@ async fn main() {
     }
 
     // Files vs database: cold (scratch database), then from the cache.
-    let target = SchemaTarget { database_url: url_a.clone(), managed_schemas: vec![] };
+    let target = SchemaTarget { database_url: url_a.clone(), managed_schemas: vec![], default_schema: None };
     let desired = DesiredSource { dir: dir.path().to_path_buf(), bootstrap: None };
     bfm_schema::clear_desired_cache();
     let t = Instant::now();

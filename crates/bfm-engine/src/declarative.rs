@@ -4,12 +4,14 @@
 //!
 //! Per connection (environment or `bfm.toml`): `{CONN}_SCHEMA_DIR` (the desired-state SQL files),
 //! `{CONN}_BOOTSTRAP` (default `<dir>/bootstrap.sql`), `{CONN}_MANAGED_SCHEMAS` (comma list;
-//! default: every non-system schema), `{CONN}_SCHEMA_APPROVE` (approvals the start-up flow may
-//! use, `HAZARD:object`, comma list).
+//! default: the schemas the desired files use plus `{CONN}_SCHEMA`, see [`bfm_schema::Scope`]),
+//! `{CONN}_SCHEMA_APPROVE` (approvals the start-up flow may use, `HAZARD:object`, comma list).
 
 use crate::engine::{Engine, EngineError};
 use bfm_core::BackendKind;
-use bfm_schema::{ApplyOptions, ApplyReport, Approval, DesiredSource, DriftReport, SchemaPlan, SchemaStatus, SchemaTarget, Snapshot};
+use bfm_schema::{
+    ApplyOptions, ApplyReport, Approval, DesiredSource, DriftReport, SchemaPlan, SchemaStatus, SchemaTarget, Scope, ScopeBasis, Snapshot,
+};
 use bfm_state::{Event, ExecutionContext, HistoryEntry, MigrationRef, Operation};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -57,7 +59,21 @@ impl Engine {
             .unwrap_or_default();
         let dir = dir.map(Path::to_path_buf).or_else(|| c.extra("schema_dir").map(PathBuf::from));
         let desired = dir.map(|dir| DesiredSource { bootstrap: c.extra("bootstrap").map(PathBuf::from), dir });
-        Ok((SchemaTarget { database_url, managed_schemas }, desired))
+        let default_schema = c.schema.clone().filter(|s| !s.is_empty());
+        Ok((SchemaTarget { database_url, managed_schemas, default_schema }, desired))
+    }
+
+    /// The scope of commands that read the live schema without planning (`dump`, `snapshot`):
+    /// the desired files' scope when the connection has them, else the scope of the stored
+    /// snapshot (the last apply's), else the whole database. A configured list always wins.
+    async fn live_scope(&self, connection: &str, target: &SchemaTarget, desired: Option<DesiredSource>) -> Result<Scope, EngineError> {
+        if let Some(d) = desired.filter(|d| d.dir.is_dir()) {
+            return bfm_schema::desired_scope(target, &d).await.map_err(schema_err);
+        }
+        Ok(match self.stored_snapshot(connection).await? {
+            Some(s) => bfm_schema::resolve_scope(target, ScopeBasis::Recorded(&s.recorded_scope())),
+            None => bfm_schema::resolve_scope(target, ScopeBasis::Nothing),
+        })
     }
 
     fn desired(&self, connection: &str, desired: Option<DesiredSource>) -> Result<DesiredSource, EngineError> {
@@ -160,8 +176,8 @@ impl Engine {
             }])
             .await?;
         let report = result.map_err(schema_err)?;
-        // The snapshot that `validate` compares with.
-        let snap = bfm_schema::snapshot(&target).await.map_err(schema_err)?;
+        // The snapshot that `validate` compares with, of what the plan manages.
+        let snap = bfm_schema::snapshot(&target, &plan.scope).await.map_err(schema_err)?;
         let json = serde_json::to_string(&snap).map_err(|e| EngineError::Invalid(e.to_string()))?;
         self.state.save_schema_snapshot(connection, &snap.fingerprint, snap.taken_at, &json).await?;
         Ok(report)
@@ -180,18 +196,22 @@ impl Engine {
 
     /// Store the live schema as the reference for `validate` without changing anything.
     pub async fn schema_snapshot(&self, connection: &str) -> Result<Snapshot, EngineError> {
-        let (target, _) = self.schema_target(connection, None)?;
-        let snap = bfm_schema::snapshot(&target).await.map_err(schema_err)?;
+        let (target, desired) = self.schema_target(connection, None)?;
+        let scope = self.live_scope(connection, &target, desired).await?;
+        let snap = bfm_schema::snapshot(&target, &scope).await.map_err(schema_err)?;
         let json = serde_json::to_string(&snap).map_err(|e| EngineError::Invalid(e.to_string()))?;
         self.state.save_schema_snapshot(connection, &snap.fingerprint, snap.taken_at, &json).await?;
         Ok(snap)
     }
 
-    /// Write the live schema as ordered, re-loadable SQL files.
-    pub async fn schema_dump(&self, connection: &str, out_dir: &Path) -> Result<Vec<PathBuf>, EngineError> {
-        let (target, _) = self.schema_target(connection, None)?;
+    /// Write the live schema of the connection's scope (see `live_scope`) as ordered,
+    /// re-loadable SQL files; returns the scope and the files.
+    pub async fn schema_dump(&self, connection: &str, out_dir: &Path) -> Result<(Scope, Vec<PathBuf>), EngineError> {
+        let (target, desired) = self.schema_target(connection, None)?;
+        let scope = self.live_scope(connection, &target, desired).await?;
         std::fs::create_dir_all(out_dir).map_err(|e| EngineError::Invalid(format!("cannot create {}: {e}", out_dir.display())))?;
-        bfm_schema::dump(&target, out_dir).await.map_err(schema_err)
+        let files = bfm_schema::dump(&target, &scope, out_dir).await.map_err(schema_err)?;
+        Ok((scope, files))
     }
 
     /// Start-up flow for a connection with a desired schema: run its bootstrap script (which must
@@ -246,7 +266,9 @@ impl Engine {
             )));
         }
         let tmp = std::env::temp_dir().join(format!("bfm-baseline-{}", uuid::Uuid::new_v4().simple()));
-        let files = bfm_schema::dump(&target, &tmp).await.map_err(schema_err)?;
+        // Adopting a database takes all of it (or the configured schemas): nothing was declared yet.
+        let scope = bfm_schema::resolve_scope(&target, ScopeBasis::Nothing);
+        let files = bfm_schema::dump(&target, &scope, &tmp).await.map_err(schema_err)?;
         let mut sql = format!("-- Baseline of connection {connection}: the schema as it was when bfm adopted it.\n");
         if let Some(s) = &self.config.connections[connection].schema {
             sql.push_str(&format!("-- bfm-schema: {s}\n"));

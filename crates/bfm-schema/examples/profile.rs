@@ -10,8 +10,11 @@ async fn main() {
         return;
     }
     if std::env::var_os("PROFILE_DIFF").is_some() {
-        let t = |u: &str| bfm_schema::SchemaTarget { database_url: u.to_string(), managed_schemas: vec![] };
-        let (Ok(a), Ok(b)) = (bfm_schema::introspect_model(&t(&args[1])).await, bfm_schema::introspect_model(&t(&args[2])).await) else {
+        let t = |u: &str| bfm_schema::SchemaTarget { database_url: u.to_string(), managed_schemas: vec![], default_schema: None };
+        let (Ok(a), Ok(b)) = (
+            bfm_schema::introspect_model(&t(&args[1]), &bfm_schema::Scope::whole_database()).await,
+            bfm_schema::introspect_model(&t(&args[2]), &bfm_schema::Scope::whole_database()).await,
+        ) else {
             return;
         };
         let t0 = Instant::now();
@@ -33,9 +36,17 @@ async fn main() {
     }
     for _ in 0..3 {
         let t = Instant::now();
-        let a = bfm_schema::introspect_model(&bfm_schema::SchemaTarget { database_url: args[1].clone(), managed_schemas: vec![] }).await;
+        let a = bfm_schema::introspect_model(
+            &bfm_schema::SchemaTarget { database_url: args[1].clone(), managed_schemas: vec![], default_schema: None },
+            &bfm_schema::Scope::whole_database(),
+        )
+        .await;
         let t_a = t.elapsed();
-        let b = bfm_schema::introspect_model(&bfm_schema::SchemaTarget { database_url: args[2].clone(), managed_schemas: vec![] }).await;
+        let b = bfm_schema::introspect_model(
+            &bfm_schema::SchemaTarget { database_url: args[2].clone(), managed_schemas: vec![], default_schema: None },
+            &bfm_schema::Scope::whole_database(),
+        )
+        .await;
         let (Ok(a), Ok(b)) = (a, b) else {
             eprintln!("introspection failed");
             return;

@@ -91,19 +91,13 @@ pub(crate) async fn apply(
         return Err(SchemaError::VersionMismatch { plan: plan.pg_major, server: conn.pg_major() });
     }
     take_lock(&conn, opts.lock_wait).await?;
-    let result = apply_locked(&conn, target, plan, opts, started).await;
+    let result = apply_locked(&conn, plan, opts, started).await;
     release_lock(&conn).await;
     result
 }
 
-async fn apply_locked(
-    conn: &Conn,
-    target: &SchemaTarget,
-    plan: &SchemaPlan,
-    opts: &ApplyOptions,
-    started: Instant,
-) -> Result<ApplyReport, SchemaError> {
-    let live = introspect::introspect(conn, &target.managed_schemas).await?;
+async fn apply_locked(conn: &Conn, plan: &SchemaPlan, opts: &ApplyOptions, started: Instant) -> Result<ApplyReport, SchemaError> {
+    let live = introspect::introspect(conn, &plan.scope).await?;
     let live_fp = live.model.fingerprint();
     if live_fp != plan.source_fingerprint {
         return Err(SchemaError::FingerprintMismatch { expected: plan.source_fingerprint.clone(), actual: live_fp });
@@ -150,7 +144,7 @@ async fn apply_locked(
         i = j;
     }
 
-    let after = introspect::introspect(conn, &target.managed_schemas).await?;
+    let after = introspect::introspect(conn, &plan.scope).await?;
     let final_fp = after.model.fingerprint();
     Ok(ApplyReport {
         applied,
@@ -159,6 +153,7 @@ async fn apply_locked(
         converged: final_fp == plan.desired_fingerprint,
         final_fingerprint: final_fp,
         duration_ms: started.elapsed().as_secs_f64() * 1000.0,
+        scope: plan.scope.clone(),
     })
 }
 

@@ -17,6 +17,7 @@ pub mod ident;
 mod introspect;
 pub mod model;
 mod render;
+mod scope;
 mod scratch;
 mod types;
 
@@ -33,15 +34,20 @@ pub use error::SchemaError;
 pub use introspect::CONTROL_SCHEMA;
 pub use model::{FORMAT_VERSION, Model};
 pub use render::render_plan_text;
+pub use scope::{Scope, ScopeBasis, ScopeOrigin, resolve_scope};
 pub use scratch::SCRATCH_PREFIX;
 pub use types::*;
 
-/// The live database and the schemas under declarative management.
+/// The live database and what decides its [`Scope`].
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SchemaTarget {
     pub database_url: String,
-    /// Empty = every non-system schema except `bfm`.
+    /// `{CONN}_MANAGED_SCHEMAS`: exactly these schemas. Empty = derived by [`resolve_scope`]
+    /// (the desired files' schemas, else a recorded scope, else the whole database).
     pub managed_schemas: Vec<String>,
+    /// `{CONN}_SCHEMA`: managed too when the scope comes from the desired files.
+    #[serde(default)]
+    pub default_schema: Option<String>,
 }
 
 /// The desired state: every `*.sql` file of `dir` in lexical order, after the bootstrap file
@@ -56,6 +62,8 @@ struct CachedDesired {
     model: Arc<Model>,
     fingerprint: String,
     warnings: Vec<String>,
+    /// The scope the files lead to (it depends only on what the cache key covers).
+    scope: Scope,
 }
 
 const CACHE_CAPACITY: usize = 16;
@@ -88,7 +96,7 @@ fn disk_cache_dir() -> &'static Mutex<Option<PathBuf>> {
 /// Also keep desired models on disk, in `dir` (created when needed), so that a new process —
 /// a CLI invocation — plans against unchanged files without loading them again. `None` (the
 /// default) keeps the cache in memory only. Entries are named by the cache key (a hash of the
-/// files, the server version, the managed schemas and the model format) and are never stale;
+/// files, the server version, the scope settings and the model format) and are never stale;
 /// delete the directory to reclaim space.
 pub fn set_desired_cache_dir(dir: Option<PathBuf>) {
     if let Ok(mut d) = disk_cache_dir().lock() {
@@ -100,6 +108,7 @@ pub fn set_desired_cache_dir(dir: Option<PathBuf>) {
 struct DiskEntry {
     fingerprint: String,
     warnings: Vec<String>,
+    scope: Scope,
     #[serde(with = "hex_serde")]
     model: Vec<u8>,
 }
@@ -128,13 +137,13 @@ fn disk_cache_get(key: &str) -> Option<CachedDesired> {
     if model.fingerprint() != entry.fingerprint {
         return None;
     }
-    Some(CachedDesired { model: Arc::new(model), fingerprint: entry.fingerprint, warnings: entry.warnings })
+    Some(CachedDesired { model: Arc::new(model), fingerprint: entry.fingerprint, warnings: entry.warnings, scope: entry.scope })
 }
 
 fn disk_cache_put(key: &str, value: &CachedDesired) {
     let Some(path) = disk_cache_path(key) else { return };
     let Ok(model) = value.model.to_compressed() else { return };
-    let entry = DiskEntry { fingerprint: value.fingerprint.clone(), warnings: value.warnings.clone(), model };
+    let entry = DiskEntry { fingerprint: value.fingerprint.clone(), warnings: value.warnings.clone(), scope: value.scope.clone(), model };
     let Ok(json) = serde_json::to_vec(&entry) else { return };
     if let Some(dir) = path.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -167,15 +176,20 @@ pub fn clear_desired_cache() {
     }
 }
 
-fn cache_key(sources_sha: &str, server_version_num: u32, managed: &[String]) -> String {
+/// Everything the cached entry depends on: the files, the server, and the settings that decide
+/// the scope (a configured list, or the connection's schema that a derived scope adds).
+fn cache_key(sources_sha: &str, server_version_num: u32, target: &SchemaTarget) -> String {
     let mut h = Sha256::new();
-    h.update(format!("bfm-schema desired v{FORMAT_VERSION} pg{server_version_num}\n").as_bytes());
-    let mut m: Vec<&String> = managed.iter().collect();
-    m.sort();
-    for s in m {
+    h.update(format!("bfm-schema desired v{FORMAT_VERSION} pg{server_version_num} scoped\n").as_bytes());
+    for s in &Scope::configured(&target.managed_schemas).schemas {
         h.update(s.as_bytes());
         h.update([0u8]);
     }
+    h.update([1u8]);
+    if let Some(s) = &target.default_schema {
+        h.update(s.as_bytes());
+    }
+    h.update([0u8]);
     h.update(sources_sha.as_bytes());
     hex::encode(h.finalize())
 }
@@ -194,7 +208,7 @@ fn build_plan(
     desired: &Model,
     desired_fingerprint: Option<&str>,
     server_version_num: u32,
-    managed: &[String],
+    scope: &Scope,
     desired_source_sha256: Option<String>,
     warnings: Vec<String>,
     mut timings: PlanTimings,
@@ -216,7 +230,8 @@ fn build_plan(
         created_at: chrono::Utc::now(),
         pg_major: server_version_num / 10000,
         server_version_num,
-        managed_schemas: managed.to_vec(),
+        managed_schemas: scope.schemas.clone(),
+        scope: scope.clone(),
         source_fingerprint,
         desired_fingerprint,
         desired_source_sha256,
@@ -227,43 +242,66 @@ fn build_plan(
     }
 }
 
+/// Load the desired files (or take them from the cache) and read the live schema through the
+/// scope they lead to. A configured scope is known before loading, so both sides are read at
+/// once; a derived one needs the loaded files first.
+async fn desired_and_live(
+    target: &SchemaTarget,
+    conn: &db::Conn,
+    files: &[scratch::SourceFile],
+    key: String,
+    timings: &mut PlanTimings,
+) -> Result<(Arc<CachedDesired>, introspect::Introspection), SchemaError> {
+    if let Some(c) = cache_get(&key) {
+        let t = Instant::now();
+        let live = introspect::introspect(conn, &c.scope).await?;
+        timings.introspect_ms = ms(t);
+        timings.desired_cached = true;
+        return Ok((c, live));
+    }
+    let config = db::parse_config(&target.database_url)?;
+    let admin = db::connect_config(&config).await?;
+    let configured = resolve_scope(target, ScopeBasis::Nothing);
+    let (loaded, live, scope) = if configured.is_whole_database() {
+        let (loaded, lt) = scratch::load_desired(&admin, &config, files, &Scope::whole_database()).await?;
+        let scope = resolve_scope(target, ScopeBasis::Desired(&loaded.model));
+        let t = Instant::now();
+        let live = introspect::introspect(conn, &scope).await?;
+        timings.load_ms = lt.load_ms;
+        timings.introspect_ms = ms(t) + lt.introspect_ms;
+        (loaded, live, scope)
+    } else {
+        let t = Instant::now();
+        let (live, (loaded, lt)) = futures::try_join!(
+            async {
+                let r = introspect::introspect(conn, &configured).await;
+                r.map(|x| (x, ms(t)))
+            },
+            scratch::load_desired(&admin, &config, files, &configured),
+        )?;
+        let (live, live_ms) = live;
+        timings.load_ms = lt.load_ms;
+        timings.introspect_ms = live_ms.max(lt.introspect_ms);
+        (loaded, live, configured)
+    };
+    let mut model = loaded.model;
+    scope::restrict(&mut model, &scope);
+    let fingerprint = model.fingerprint();
+    let c = Arc::new(CachedDesired { model: Arc::new(model), fingerprint, warnings: loaded.unsupported, scope });
+    disk_cache_put(&key, &c);
+    cache_put(key, c.clone());
+    Ok((c, live))
+}
+
 /// Plan and return the live model too (status reuses it for drift).
 async fn plan_with_live(target: &SchemaTarget, desired: &DesiredSource) -> Result<(SchemaPlan, Model), SchemaError> {
     let started = Instant::now();
     let files = scratch::read_sources(&desired.dir, desired.bootstrap.as_deref())?;
     let sources_sha = scratch::sources_sha256(&files);
-    let config = db::parse_config(&target.database_url)?;
     let conn = db::checkout(&target.database_url).await?;
-    let key = cache_key(&sources_sha, conn.server_version_num, &target.managed_schemas);
+    let key = cache_key(&sources_sha, conn.server_version_num, target);
     let mut timings = PlanTimings::default();
-    let (live, cached) = match cache_get(&key) {
-        Some(c) => {
-            let t = Instant::now();
-            let live = introspect::introspect(&conn, &target.managed_schemas).await?;
-            timings.introspect_ms = ms(t);
-            timings.desired_cached = true;
-            (live, c)
-        }
-        None => {
-            let admin = db::connect_config(&config).await?;
-            let t = Instant::now();
-            let (live, (loaded, lt)) = futures::try_join!(
-                async {
-                    let r = introspect::introspect(&conn, &target.managed_schemas).await;
-                    r.map(|x| (x, ms(t)))
-                },
-                scratch::load_desired(&admin, &config, &files, &target.managed_schemas),
-            )?;
-            let (live, live_ms) = live;
-            timings.load_ms = lt.load_ms;
-            timings.introspect_ms = live_ms.max(lt.introspect_ms);
-            let fingerprint = loaded.model.fingerprint();
-            let c = Arc::new(CachedDesired { model: Arc::new(loaded.model), fingerprint, warnings: loaded.unsupported });
-            disk_cache_put(&key, &c);
-            cache_put(key, c.clone());
-            (live, c)
-        }
-    };
+    let (cached, live) = desired_and_live(target, &conn, &files, key, &mut timings).await?;
     let server_version_num = conn.server_version_num;
     db::checkin(&target.database_url, conn);
     let warnings = merge_warnings(&live.unsupported, &cached.warnings);
@@ -272,13 +310,22 @@ async fn plan_with_live(target: &SchemaTarget, desired: &DesiredSource) -> Resul
         &cached.model,
         Some(&cached.fingerprint),
         server_version_num,
-        &target.managed_schemas,
+        &cached.scope,
         Some(sources_sha),
         warnings,
         timings,
         started,
     );
     Ok((plan, live.model))
+}
+
+/// The scope the desired files lead to for `target` (loads them unless cached).
+pub async fn desired_scope(target: &SchemaTarget, desired: &DesiredSource) -> Result<Scope, SchemaError> {
+    let configured = resolve_scope(target, ScopeBasis::Nothing);
+    if !configured.is_whole_database() {
+        return Ok(configured);
+    }
+    plan_with_live(target, desired).await.map(|(p, _)| p.scope)
 }
 
 /// Plan the changes that bring the live database to the desired files.
@@ -304,13 +351,14 @@ pub async fn plan_between(from_url: &str, to_url: &str, schemas: &[String]) -> R
         });
     }
     let t = Instant::now();
-    let (from, to) = futures::try_join!(introspect::introspect(&a, schemas), introspect::introspect(&b, schemas))?;
+    let scope = Scope::configured(schemas);
+    let (from, to) = futures::try_join!(introspect::introspect(&a, &scope), introspect::introspect(&b, &scope))?;
     let timings = PlanTimings { introspect_ms: ms(t), ..PlanTimings::default() };
     let server_version_num = a.server_version_num;
     db::checkin(from_url, a);
     db::checkin(to_url, b);
     let warnings = merge_warnings(&from.unsupported, &to.unsupported);
-    Ok(build_plan(&from.model, &to.model, None, server_version_num, schemas, None, warnings, timings, started))
+    Ok(build_plan(&from.model, &to.model, None, server_version_num, &scope, None, warnings, timings, started))
 }
 
 /// Apply a plan to the live database. Refuses unapproved destructive steps (unless
@@ -330,32 +378,34 @@ pub fn diff_models(from: &Model, to: &Model) -> Vec<Step> {
     diff::diff(from, to)
 }
 
-/// Read the live model (no scratch database involved).
-pub async fn introspect_model(target: &SchemaTarget) -> Result<Model, SchemaError> {
+/// Read the live model of `scope` (no scratch database involved).
+pub async fn introspect_model(target: &SchemaTarget, scope: &Scope) -> Result<Model, SchemaError> {
     let conn = db::checkout(&target.database_url).await?;
-    let model = introspect::introspect(&conn, &target.managed_schemas).await?.model;
+    let model = introspect::introspect(&conn, scope).await?.model;
     db::checkin(&target.database_url, conn);
     Ok(model)
 }
 
-fn snapshot_of(model: &Model, managed: &[String]) -> Result<Snapshot, SchemaError> {
+fn snapshot_of(model: &Model, scope: &Scope) -> Result<Snapshot, SchemaError> {
     Ok(Snapshot {
         fingerprint: model.fingerprint(),
         pg_major: model.pg_major,
         format_version: FORMAT_VERSION,
         taken_at: chrono::Utc::now(),
-        managed_schemas: managed.to_vec(),
+        managed_schemas: scope.schemas.clone(),
+        scope: scope.clone(),
         model: model.to_compressed()?,
     })
 }
 
-/// Take a snapshot of the live schema, for storage by the caller.
-pub async fn snapshot(target: &SchemaTarget) -> Result<Snapshot, SchemaError> {
-    let model = introspect_model(target).await?;
-    snapshot_of(&model, &target.managed_schemas)
+/// Take a snapshot of the live schema in `scope` (after an apply: the plan's scope), for
+/// storage by the caller.
+pub async fn snapshot(target: &SchemaTarget, scope: &Scope) -> Result<Snapshot, SchemaError> {
+    let model = introspect_model(target, scope).await?;
+    snapshot_of(&model, scope)
 }
 
-fn validate_against(live: &Model, stored: &Snapshot) -> Result<DriftReport, SchemaError> {
+fn validate_against(live: &Model, stored: &Snapshot, scope: &Scope) -> Result<DriftReport, SchemaError> {
     if stored.format_version != FORMAT_VERSION {
         return Err(SchemaError::FormatVersion { found: stored.format_version, supported: FORMAT_VERSION });
     }
@@ -368,19 +418,28 @@ fn validate_against(live: &Model, stored: &Snapshot) -> Result<DriftReport, Sche
         live_fingerprint,
         pg_major_changed: stored.pg_major != live.pg_major,
         drifts,
+        scope: scope.clone(),
     })
+}
+
+/// The scope `validate` compares: a configured list, else the one the snapshot was taken with
+/// (the last apply's), so that only what bfm applied can drift.
+pub fn validation_scope(target: &SchemaTarget, stored: &Snapshot) -> Scope {
+    resolve_scope(target, ScopeBasis::Recorded(&stored.recorded_scope()))
 }
 
 /// Compare a stored snapshot with the live schema and report which objects drifted.
 pub async fn validate(target: &SchemaTarget, stored: &Snapshot) -> Result<DriftReport, SchemaError> {
-    let live = introspect_model(target).await?;
-    validate_against(&live, stored)
+    let scope = validation_scope(target, stored);
+    let live = introspect_model(target, &scope).await?;
+    validate_against(&live, stored, &scope)
 }
 
-/// Write the live schema as ordered, re-loadable SQL files (`01_schemas.sql`, `02_…`) into
-/// `out_dir`, replacing files of an earlier dump. Returns the files written, in load order.
-pub async fn dump(target: &SchemaTarget, out_dir: &Path) -> Result<Vec<PathBuf>, SchemaError> {
-    let model = introspect_model(target).await?;
+/// Write the live schema in `scope` as ordered, re-loadable SQL files (`01_schemas.sql`,
+/// `02_…`) into `out_dir`, replacing files of an earlier dump. Returns the files written, in
+/// load order.
+pub async fn dump(target: &SchemaTarget, scope: &Scope, out_dir: &Path) -> Result<Vec<PathBuf>, SchemaError> {
+    let model = introspect_model(target, scope).await?;
     write_dump(&model, out_dir)
 }
 
@@ -427,7 +486,15 @@ pub fn write_dump(model: &Model, out_dir: &Path) -> Result<Vec<PathBuf>, SchemaE
 pub async fn status(target: &SchemaTarget, desired: &DesiredSource, stored: Option<&Snapshot>) -> Result<SchemaStatus, SchemaError> {
     let (plan, live) = plan_with_live(target, desired).await?;
     let drift = match stored {
-        Some(s) => Some(validate_against(&live, s)?),
+        Some(s) => {
+            // The snapshot may cover another scope (the files changed since the last apply).
+            let scope = validation_scope(target, s);
+            if scope == plan.scope {
+                Some(validate_against(&live, s, &scope)?)
+            } else {
+                Some(validate_against(&introspect_model(target, &scope).await?, s, &scope)?)
+            }
+        }
         None => None,
     };
     Ok(SchemaStatus {
@@ -440,6 +507,7 @@ pub async fn status(target: &SchemaTarget, desired: &DesiredSource, stored: Opti
         approvals_required: plan.approvals_required.clone(),
         drift,
         warnings: plan.warnings,
+        scope: plan.scope,
     })
 }
 

@@ -37,6 +37,7 @@ pub fn render_plan_text(plan: &SchemaPlan, color: bool) -> String {
             p.reset,
             short(&plan.source_fingerprint)
         );
+        let _ = writeln!(out, "  scope: {}", plan.scope);
         for w in &plan.warnings {
             let _ = writeln!(out, "{}warning:{} not managed: {w}", p.yellow, p.reset);
         }
@@ -55,6 +56,7 @@ pub fn render_plan_text(plan: &SchemaPlan, color: bool) -> String {
         plan.pg_major
     );
     let _ = writeln!(out, "  from {}  to {}", short(&plan.source_fingerprint), short(&plan.desired_fingerprint));
+    let _ = writeln!(out, "  scope: {}", plan.scope);
     let non_tx = plan.steps.iter().filter(|s| !s.transactional).count();
     if non_tx > 0 {
         let _ = writeln!(out, "  {non_tx} step(s) run outside a transaction (CONCURRENTLY)");

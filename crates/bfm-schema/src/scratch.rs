@@ -14,6 +14,7 @@ use crate::db::{self, Conn};
 use crate::error::{SchemaError, pg_message, sqlstate};
 use crate::ident::quote_ident;
 use crate::introspect::{self, Introspection};
+use crate::scope::Scope;
 
 /// Prefix of every scratch database name; leftovers older than an hour are dropped.
 pub const SCRATCH_PREFIX: &str = "bfm_scratch_";
@@ -163,7 +164,7 @@ pub(crate) async fn load_desired(
     admin: &Conn,
     admin_config: &Config,
     files: &[SourceFile],
-    managed: &[String],
+    scope: &Scope,
 ) -> Result<(Introspection, LoadTimings), SchemaError> {
     drop_leftovers(admin).await;
     let name = scratch_name();
@@ -182,7 +183,7 @@ pub(crate) async fn load_desired(
         load_files(&conn, files).await?;
         let load_ms = t0.elapsed().as_secs_f64() * 1000.0;
         let t1 = Instant::now();
-        let intro = introspect::introspect(&conn, managed).await?;
+        let intro = introspect::introspect(&conn, scope).await?;
         let introspect_ms = t1.elapsed().as_secs_f64() * 1000.0;
         drop(conn);
         Ok::<_, SchemaError>((intro, LoadTimings { load_ms, introspect_ms }))

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::SchemaError;
+use crate::scope::Scope;
 
 /// What kind of object a step or a drift entry is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -276,8 +277,11 @@ pub struct SchemaPlan {
     pub created_at: DateTime<Utc>,
     pub pg_major: u32,
     pub server_version_num: u32,
-    /// The managed schemas as requested (empty = all non-system schemas except `bfm`).
+    /// The scope's schemas (empty = every non-system schema except `bfm`); see `scope`.
     pub managed_schemas: Vec<String>,
+    /// What the plan manages; apply reads the live schema through the same scope.
+    #[serde(default)]
+    pub scope: Scope,
     /// Fingerprint of the live schema the plan was made from; apply refuses if it changed.
     pub source_fingerprint: String,
     /// Fingerprint the live schema should have once the plan is applied.
@@ -383,6 +387,9 @@ pub struct ApplyReport {
     /// Whether the live schema now equals the plan's desired state.
     pub converged: bool,
     pub duration_ms: f64,
+    /// What the apply managed (the plan's scope).
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 /// A stored picture of the managed schema.
@@ -392,10 +399,25 @@ pub struct Snapshot {
     pub pg_major: u32,
     pub format_version: u32,
     pub taken_at: DateTime<Utc>,
+    /// The scope's schemas (empty = every non-system schema except `bfm`).
     pub managed_schemas: Vec<String>,
+    /// What the snapshot covers (absent from snapshots stored before scopes were recorded:
+    /// see [`Snapshot::recorded_scope`]).
+    #[serde(default)]
+    pub scope: Scope,
     /// The normalised model, JSON compressed with gzip (hex in JSON).
     #[serde(with = "hex_bytes")]
     pub model: Vec<u8>,
+}
+
+impl Snapshot {
+    /// The scope the snapshot was taken with. Older snapshots carry only `managed_schemas`.
+    pub fn recorded_scope(&self) -> Scope {
+        if self.scope.is_whole_database() && !self.managed_schemas.is_empty() {
+            return Scope::configured(&self.managed_schemas);
+        }
+        self.scope.clone()
+    }
 }
 
 mod hex_bytes {
@@ -443,6 +465,9 @@ pub struct DriftReport {
     /// text differences.
     pub pg_major_changed: bool,
     pub drifts: Vec<Drift>,
+    /// What was compared.
+    #[serde(default)]
+    pub scope: Scope,
 }
 
 /// Live vs desired (and optionally vs a stored snapshot).
@@ -458,4 +483,7 @@ pub struct SchemaStatus {
     pub approvals_required: Vec<String>,
     pub drift: Option<DriftReport>,
     pub warnings: Vec<String>,
+    /// What bfm manages (the plan's scope).
+    #[serde(default)]
+    pub scope: Scope,
 }

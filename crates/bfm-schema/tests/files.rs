@@ -10,7 +10,7 @@ fn write(dir: &std::path::Path, name: &str, text: &str) {
 async fn dump_round_trip_is_empty_plan() {
     let live = TestDb::with("roundtrip", RICH).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let files = dump(&live.target(), dir.path()).await.expect("dump");
+    let files = dump(&live.target(), &Scope::whole_database(), dir.path()).await.expect("dump");
     assert!(files.len() > 5, "{files:?}");
     let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
     let mut sorted = names.clone();
@@ -51,7 +51,7 @@ async fn files_plan_apply_and_cache() {
     assert_eq!(st.pending_steps, 0);
 
     // Status against a stored snapshot reports drift made by hand, and the pending repair.
-    let snap = snapshot(&live.target()).await.expect("snapshot");
+    let snap = snapshot(&live.target(), &st.scope).await.expect("snapshot");
     assert_eq!(snap.fingerprint, st.live_fingerprint);
     live.exec("CREATE INDEX t_name_idx ON app.t (name)").await;
     let st = status(&live.target(), &desired, Some(&snap)).await.expect("status");
@@ -96,7 +96,7 @@ async fn load_errors_name_file_and_line() {
 #[tokio::test]
 async fn snapshot_and_validate_report_drift() {
     let live = TestDb::with("drift", RICH).await;
-    let snap = snapshot(&live.target()).await.expect("snapshot");
+    let snap = snapshot(&live.target(), &Scope::whole_database()).await.expect("snapshot");
     let json = serde_json::to_string(&snap).expect("json");
     let snap: Snapshot = serde_json::from_str(&json).expect("from json");
     let clean = validate(&live.target(), &snap).await.expect("validate");
@@ -126,12 +126,13 @@ async fn snapshot_and_validate_report_drift() {
 async fn tls_modes_connect() {
     let db = TestDb::with("tls", "CREATE TABLE t (id int);").await;
     for mode in ["disable", "prefer", "require"] {
-        let target = SchemaTarget { database_url: format!("{}?sslmode={mode}", db.url), managed_schemas: vec![] };
-        let snap = snapshot(&target).await.unwrap_or_else(|e| panic!("sslmode={mode}: {e}"));
+        let target = SchemaTarget { database_url: format!("{}?sslmode={mode}", db.url), managed_schemas: vec![], default_schema: None };
+        let snap = snapshot(&target, &Scope::whole_database()).await.unwrap_or_else(|e| panic!("sslmode={mode}: {e}"));
         assert!(snap.fingerprint.starts_with("v1:"));
     }
-    let bad = SchemaTarget { database_url: "postgres://postgres@127.0.0.1:1/nowhere".into(), managed_schemas: vec![] };
-    let err = snapshot(&bad).await.expect_err("no server");
+    let bad =
+        SchemaTarget { database_url: "postgres://postgres@127.0.0.1:1/nowhere".into(), managed_schemas: vec![], default_schema: None };
+    let err = snapshot(&bad, &Scope::whole_database()).await.expect_err("no server");
     assert!(matches!(err, SchemaError::Connect { .. }), "{err}");
     assert!(err.to_string().contains("127.0.0.1:1"), "{err}");
 }

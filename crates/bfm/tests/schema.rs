@@ -140,3 +140,54 @@ async fn baseline_adopts_an_existing_database() {
     fp.close().await;
     pool.close().await;
 }
+
+#[tokio::test]
+async fn the_scope_is_what_the_desired_files_use_and_every_command_prints_it() {
+    let db = PgDb::new().await;
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    // Things the desired files never mention: an extension in public, another schema.
+    sqlx::raw_sql("CREATE EXTENSION pgcrypto; CREATE SCHEMA other; CREATE TABLE other.keep (id int);").execute(&pool).await.unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let state = format!("sqlite://{}", d.path().join("state.db").display());
+    std::fs::create_dir_all(d.path().join("sfm")).unwrap();
+    write(d.path(), "schema/items.sql", "CREATE SCHEMA app;\nCREATE TABLE app.items (id bigint PRIMARY KEY, name text NOT NULL);");
+    let env = vec![("CORE_BACKEND", "postgresql".to_string()), ("CORE_DB_URL", db.url.clone()), ("CORE_SCHEMA", "app".to_string())];
+    let base = ["--sfm", "sfm", "--state", state.as_str()];
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = base.to_vec();
+        all.extend_from_slice(args);
+        bfm(d.path(), &all, &env)
+    };
+
+    let o = run(&["schema", "plan", "-c", "core", "--dir", "schema"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(out.contains("scope: schemas app (from the desired files)"), "{out}");
+    assert!(!out.contains("pgcrypto") && !out.contains("other"), "{out}");
+    let o = run(&["schema", "plan", "-c", "core", "--dir", "schema", "--json"]);
+    let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(plan["scope"]["origin"], "desired_files", "{plan}");
+    assert_eq!(plan["scope"]["schemas"], serde_json::json!(["app"]), "{plan}");
+    assert_eq!(plan["approvals_required"], serde_json::json!([]), "{plan}");
+
+    // The apply of the issue: no approval needed, nothing outside the scope touched.
+    let o = run(&["schema", "apply", "-c", "core", "--dir", "schema"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("scope: schemas app"), "{}", text(&o));
+    let o = run(&["schema", "validate", "-c", "core"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("scope: schemas app (from the desired files)"), "{}", text(&o));
+    let o = run(&["schema", "validate", "-c", "core", "--json"]);
+    let drift: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(drift["scope"]["schemas"], serde_json::json!(["app"]), "{drift}");
+    let o = run(&["schema", "dump", "-c", "core", "--out", "dumped", "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dump: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(dump["scope"]["schemas"], serde_json::json!(["app"]), "{dump}");
+    let dumped: String =
+        std::fs::read_dir(d.path().join("dumped")).unwrap().map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect();
+    assert!(dumped.contains("items") && !dumped.contains("pgcrypto") && !dumped.contains("keep"), "{dumped}");
+    let n: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_extension WHERE extname = 'pgcrypto'").fetch_one(&pool).await.unwrap();
+    assert_eq!(n, 1);
+    pool.close().await;
+}

@@ -396,6 +396,7 @@ async fn declarative_schema_at_start_up_and_over_http() {
     let (code, st) = s.call("GET", "/api/v1/schema/core/status", None).await;
     assert_eq!(code, 200, "{st}");
     assert_eq!(st["in_sync"], true, "{st}");
+    assert_eq!(st["scope"], json!({"origin": "configured", "schemas": ["app"], "extensions": []}), "{st}");
 
     // A destructive change: planned, refused without approval, refused for a stale plan.
     let dir = s.proc.dir.path();
@@ -429,8 +430,10 @@ async fn declarative_schema_at_start_up_and_over_http() {
     sqlx::raw_sql("CREATE INDEX users_email ON app.users (email)").execute(&pool).await.unwrap();
     let (_, v) = s.call("GET", "/api/v1/schema/core/validate", None).await;
     assert_eq!(v["in_sync"], false, "{v}");
+    assert_eq!(v["scope"]["schemas"], json!(["app"]), "{v}");
     let (code, d) = s.call("POST", "/api/v1/schema/core/dump", None).await;
     assert_eq!(code, 200, "{d}");
+    assert_eq!(d["scope"]["schemas"], json!(["app"]), "{d}");
     let all: String = d["files"].as_array().unwrap().iter().map(|f| f["sql"].as_str().unwrap()).collect();
     assert!(all.contains("users_email") && all.contains("CREATE TABLE"), "{d}");
 

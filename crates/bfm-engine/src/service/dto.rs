@@ -370,5 +370,8 @@ pub struct DumpedFile {
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct SchemaDumpResponse {
     pub connection: String,
+    /// What was dumped.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub scope: bfm_schema::Scope,
     pub files: Vec<DumpedFile>,
 }

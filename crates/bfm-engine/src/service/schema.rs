@@ -38,12 +38,12 @@ impl Service {
 
     pub async fn schema_dump(&self, connection: &str) -> Result<SchemaDumpResponse> {
         let dir = tempfile::tempdir().map_err(|e| ServiceError::internal(format!("temporary directory: {e}")))?;
-        let paths = self.engine().schema_dump(connection, dir.path()).await?;
+        let (scope, paths) = self.engine().schema_dump(connection, dir.path()).await?;
         let mut files = Vec::with_capacity(paths.len());
         for p in paths {
             let sql = std::fs::read_to_string(&p).map_err(|e| ServiceError::internal(format!("reading {}: {e}", p.display())))?;
             files.push(DumpedFile { name: p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(), sql });
         }
-        Ok(SchemaDumpResponse { connection: connection.to_string(), files })
+        Ok(SchemaDumpResponse { connection: connection.to_string(), scope, files })
     }
 }

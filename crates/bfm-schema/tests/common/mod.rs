@@ -51,7 +51,7 @@ impl TestDb {
     }
 
     pub fn target(&self) -> SchemaTarget {
-        SchemaTarget { database_url: self.url.clone(), managed_schemas: vec![] }
+        SchemaTarget { database_url: self.url.clone(), managed_schemas: vec![], default_schema: None }
     }
 }
 

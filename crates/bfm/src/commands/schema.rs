@@ -39,6 +39,7 @@ pub async fn run(engine: &Arc<Engine>, cmd: SchemaCmd, ctx: ExecutionContext) ->
             if args.json {
                 print(&report)?;
             } else {
+                println!("scope: {}", report.scope);
                 for s in &report.applied {
                     println!("{} {} ({:.0} ms)", style("applied").green(), s.object, s.duration_ms);
                 }
@@ -56,6 +57,9 @@ pub async fn run(engine: &Arc<Engine>, cmd: SchemaCmd, ctx: ExecutionContext) ->
         }
         SchemaCmd::Validate { args } => {
             let drift = engine.schema_validate(&args.connection).await?;
+            if !args.json {
+                println!("scope: {}", drift.scope);
+            }
             if args.json {
                 print(&drift)?;
             } else if drift.in_sync {
@@ -81,19 +85,23 @@ pub async fn run(engine: &Arc<Engine>, cmd: SchemaCmd, ctx: ExecutionContext) ->
         SchemaCmd::Snapshot { args } => {
             let snap = engine.schema_snapshot(&args.connection).await?;
             if args.json {
-                print(
-                    &serde_json::json!({"fingerprint": snap.fingerprint, "taken_at": snap.taken_at, "managed_schemas": snap.managed_schemas}),
-                )?;
+                print(&serde_json::json!({
+                    "fingerprint": snap.fingerprint,
+                    "taken_at": snap.taken_at,
+                    "managed_schemas": snap.managed_schemas,
+                    "scope": snap.scope,
+                }))?;
             } else {
-                println!("snapshot stored: {}", snap.fingerprint);
+                println!("snapshot stored: {} (scope: {})", snap.fingerprint, snap.scope);
             }
             Ok(ExitCode::SUCCESS)
         }
         SchemaCmd::Dump { args, out } => {
-            let files = engine.schema_dump(&args.connection, &out).await?;
+            let (scope, files) = engine.schema_dump(&args.connection, &out).await?;
             if args.json {
-                print(&files)?;
+                print(&serde_json::json!({"scope": scope, "files": files}))?;
             } else {
+                println!("scope: {scope}");
                 for f in &files {
                     println!("{}", f.display());
                 }
@@ -110,6 +118,7 @@ pub async fn run(engine: &Arc<Engine>, cmd: SchemaCmd, ctx: ExecutionContext) ->
                     &st.live_fingerprint[..st.live_fingerprint.len().min(12)],
                     &st.desired_fingerprint[..st.desired_fingerprint.len().min(12)]
                 );
+                println!("scope: {}", st.scope);
                 if st.in_sync {
                     println!("{}", style("in sync").green());
                 } else {
