@@ -114,6 +114,17 @@ impl Engine {
         Ok(engine)
     }
 
+    /// [`Engine::open`] with targets supplied by the caller, used instead of connecting to the
+    /// configured connections of the same name (tests run the executor on in-memory targets).
+    pub async fn open_with_targets(
+        config: Config,
+        targets: impl IntoIterator<Item = (String, Arc<dyn Target>)>,
+    ) -> Result<Arc<Engine>, EngineError> {
+        let engine = Engine::open(config).await?;
+        engine.targets.lock().await.extend(targets);
+        Ok(engine)
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

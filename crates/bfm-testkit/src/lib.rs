@@ -1,8 +1,9 @@
 //! Each test gets its own database on the real servers, dropped when the handle goes out of scope
 //! (also when the test panics). Servers: `BFM_TEST_PG_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/postgres`) and `BFM_TEST_MYSQL_URL` (default
-//! `mysql://root@127.0.0.1:3306`).
+//! `mysql://root@127.0.0.1:3306`). [`fake`] is an in-memory target for tests that need no server.
 
+pub mod fake;
 pub mod greptime;
 
 use sqlx::{AssertSqlSafe, Connection};
