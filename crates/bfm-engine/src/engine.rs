@@ -285,8 +285,9 @@ impl Engine {
         seen.into_iter().map(|i| catalog.at(i).connection.clone()).collect::<BTreeSet<_>>().into_iter().collect()
     }
 
-    /// Plan a request against the current state (after reconciling interrupted runs).
-    pub async fn prepare(&self, req: &PlanRequest) -> Result<Prepared, EngineError> {
+    /// Plan a request against the current state (after reconciling interrupted runs). Only
+    /// the service plans: surfaces go through it.
+    pub(crate) async fn prepare(&self, req: &PlanRequest) -> Result<Prepared, EngineError> {
         if let Err(e) = self.reconcile_dead_runs().await {
             tracing::warn!(error = %e, "reconciling interrupted runs failed");
         }
@@ -375,11 +376,6 @@ impl Engine {
         }
         self.state.write(&events).await?;
         Ok(events.iter().map(|e| m.display_id(&e.schema)).collect())
-    }
-
-    /// Wait for pending state writes.
-    pub async fn flush(&self) -> Result<(), String> {
-        self.recorder.flush().await
     }
 
     pub async fn close(&self) {
