@@ -228,7 +228,7 @@ impl Engine {
     /// The schemas a selection names, resolved against the connection (patterns, tenant
     /// query), validated and without duplicates, in order. Names from the target that are not
     /// valid schema names are left out with a warning.
-    pub async fn select_schemas(&self, connection: &str, sel: &SchemaSelection) -> Result<Vec<String>, EngineError> {
+    pub(crate) async fn select_schemas(&self, connection: &str, sel: &SchemaSelection) -> Result<Vec<String>, EngineError> {
         let mut out: Vec<String> = Vec::new();
         for s in &sel.names {
             bfm_core::validate_schema_name(s).map_err(EngineError::Invalid)?;

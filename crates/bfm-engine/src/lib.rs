@@ -17,7 +17,7 @@ mod status;
 pub use config::{Config, ConfigError, Overrides};
 pub use context::{executing_user, host_name};
 pub use declarative::{BaselineReport, DECLARATIVE_ID, StartupReport};
-pub use engine::{Engine, EngineError, Observer, ReloadReport, SchemaSelection, validate_schema_pattern};
+pub use engine::{Engine, EngineError, Observer, ReloadReport, validate_schema_pattern};
 pub use execute::{ProgressEvent, ProgressSink, RunReport, StepOutcomeKind, StepResult};
 pub use reconcile::ReconcileReport;
 pub use service::{ErrorKind, RunHooks, RunLabel, Service, ServiceError, Surface};

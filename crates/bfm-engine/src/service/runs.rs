@@ -39,9 +39,10 @@ impl RollbackOutcome {
 }
 
 impl Service {
-    /// The migrations a filter selects, validated: tags parsed, ids resolved, the connection
-    /// known.
-    fn selector(&self, f: &MigrationFilter) -> Result<Selector> {
+    /// The migrations a filter selects, validated: tags parsed, ids resolved, and — when the
+    /// filter's connection is the request's scope (`scope`) — the connection known. A filter
+    /// under a named request connection (BfM's `target.connection`) only narrows the selection.
+    fn selector(&self, f: &MigrationFilter, scope: bool) -> Result<Selector> {
         let tags = TagFilter::parse(&f.tags).map_err(|e| ServiceError::invalid(Field::TargetTags, e.to_string()))?;
         let mut ids = Vec::with_capacity(f.ids.len());
         for id in &f.ids {
@@ -49,7 +50,7 @@ impl Service {
             ids.push((m.id.clone(), schema));
         }
         let connection = non_empty(&f.connection).map(str::to_string);
-        if let Some(c) = &connection {
+        if let Some(c) = connection.as_ref().filter(|_| scope) {
             self.ensure_connection(c)?;
         }
         Ok(Selector {
@@ -111,7 +112,7 @@ impl Service {
         }
         let connection = connection
             .ok_or_else(|| ServiceError::invalid(Field::Connection, "is required to select schemas by pattern or tenant query"))?;
-        let sel = crate::SchemaSelection { names, pattern, tenants: choice.tenants };
+        let sel = crate::engine::SchemaSelection { names, pattern, tenants: choice.tenants };
         self.engine.select_schemas(connection, &sel).await.map_err(|e| match e {
             EngineError::Invalid(m) => ServiceError::bad_request(m),
             other => other.into(),
@@ -130,7 +131,7 @@ impl Service {
             }
             c
         };
-        let mut selector = self.selector(&req.migrations)?;
+        let mut selector = self.selector(&req.migrations, connection.is_none())?;
         // A request about one connection selects in it; dependencies elsewhere are still pulled in.
         if let Some(c) = &connection {
             selector.connection.get_or_insert_with(|| c.clone());
@@ -245,7 +246,7 @@ impl Service {
                     return Err(ServiceError::bad_request("name what to roll back: migration ids, a connection, a version or tags"));
                 }
                 self.validate_schemas(non_empty(&f.connection), Field::Schemas, &req.schemas)?;
-                let mut plan = PlanRequest::down(self.selector(f)?);
+                let mut plan = PlanRequest::down(self.selector(f, true)?);
                 plan.schemas = req.schemas.clone();
                 plan.cascade = req.cascade;
                 self.planned(&plan, RunKind::Down, req.dry_run, req.sql, label, req.environment).await
