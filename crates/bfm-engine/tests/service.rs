@@ -28,6 +28,9 @@ async fn app() -> (Tree, Arc<bfm_engine::Engine>) {
     (t, e)
 }
 
+/// A progress event as seen: (id, status, percent).
+type Seen = (String, &'static str, u8);
+
 fn up_app() -> UpRequest {
     UpRequest { connection: Some("app".into()), require_connection: true, ..Default::default() }
 }
@@ -44,7 +47,7 @@ async fn a_dry_run_is_a_plan_value_and_its_stream_comes_from_the_service() {
     assert!(matches!(&plan.steps[0].sql, Some(RenderedSql::Sql(sql)) if sql.contains("CREATE TABLE a")), "{plan:?}");
 
     // The streamed dry run: a `pending` per step, then a `success` per step up to 100 %.
-    let events: Arc<Mutex<Vec<(String, &'static str, u8)>>> = Arc::default();
+    let events: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let sink = {
         let events = events.clone();
         Arc::new(move |ev: &bfm_engine::ProgressEvent| events.lock().unwrap().push((ev.id.clone(), ev.status, ev.progress)))
