@@ -62,6 +62,12 @@ fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
+/// A migration id from a request: required, surrounding blanks ignored.
+fn migration_id(id: &str) -> Result<&str> {
+    let v = id.trim();
+    if v.is_empty() { Err(ServiceError::required(Field::MigrationId)) } else { Ok(v) }
+}
+
 fn non_empty(s: &Option<String>) -> Option<&str> {
     s.as_deref().map(str::trim).filter(|s| !s.is_empty())
 }

@@ -4,7 +4,7 @@
 use super::dto::*;
 use super::error::{ErrorKind, Field, Result, ServiceError};
 use super::summary::{AggregateStatus, MigrationCounts};
-use super::{Service, non_empty, ts};
+use super::{Service, migration_id, non_empty, ts};
 use bfm_core::{Catalog, Lookup, Migration, Selector, Status, TagFilter};
 use bfm_state::{HistoryFilter, Operation, StateFilter, StateRow};
 use std::collections::HashMap;
@@ -138,6 +138,7 @@ impl Service {
 
     /// `GET /api/v1/migrations/{id}`.
     pub async fn detail(&self, id: &str) -> Result<MigrationDetailResponse> {
+        let id = migration_id(id)?;
         let (base, schema, m) = self.known(id).await?;
         let status = self.status(id).await?;
         match m {
@@ -195,6 +196,7 @@ impl Service {
     /// `GET /api/v1/migrations/{id}/status`: from the current state, per schema when the id
     /// names one; rollbacks are visible.
     pub async fn status(&self, id: &str) -> Result<MigrationStatusResponse> {
+        let id = migration_id(id)?;
         let (base, schema, m) = self.known(id).await?;
         // A fixed migration's base id means its declared schema.
         let schema = schema.or_else(|| m.as_ref().and_then(|m| m.schema.clone()));
@@ -217,6 +219,7 @@ impl Service {
 
     /// `GET /api/v1/migrations/{id}/applied`.
     pub async fn applied(&self, id: &str) -> Result<AppliedResponse> {
+        let id = migration_id(id)?;
         match self.status(id).await {
             Ok(s) => Ok(AppliedResponse { applied: s.applied }),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(AppliedResponse { applied: false }),
@@ -226,6 +229,7 @@ impl Service {
 
     /// `GET /api/v1/migrations/{id}/history`: newest first.
     pub async fn history(&self, id: &str) -> Result<MigrationHistoryResponse> {
+        let id = migration_id(id)?;
         let (base, schema, _) = self.known(id).await?;
         let rows = self.engine.state().history(&HistoryFilter { migration_id: Some(base), schema, ..Default::default() }).await?;
         let history = rows
@@ -269,6 +273,7 @@ impl Service {
 
     /// `GET /api/v1/migrations/{id}/executions`: one row per schema, newest first.
     pub async fn executions(&self, id: &str) -> Result<ExecutionsResponse> {
+        let id = migration_id(id)?;
         let executions = match self.known(id).await {
             Ok((base, schema, _)) => {
                 let rows = self
@@ -309,6 +314,7 @@ impl Service {
 
     /// `GET /api/v1/migrations/{id}/skipped?limit=N` (default 5).
     pub async fn skipped(&self, id: &str, limit: Option<i64>) -> Result<SkippedResponse> {
+        let id = migration_id(id)?;
         let limit = limit.filter(|l| *l > 0).unwrap_or(5).min(1000);
         let skipped = match self.known(id).await {
             Ok((base, schema, _)) => self

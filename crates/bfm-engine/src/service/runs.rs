@@ -6,7 +6,7 @@ use super::error::{Field, FieldRef, Result, ServiceError};
 use super::label::{RunHooks, RunLabel};
 use super::plan::{PlanView, PlannedRun, RunKind, RunOutcome};
 use super::request::*;
-use super::{Service, non_empty};
+use super::{Service, migration_id, non_empty};
 use crate::engine::EngineError;
 use bfm_core::{Lookup, MissingSchema, PlanRequest, Selector, TagFilter};
 use bfm_state::Operation;
@@ -225,8 +225,7 @@ impl Service {
     async fn plan_down_as(&self, req: DownRequest, op: Operation, label: RunLabel) -> Result<PlannedRun> {
         match &req.target {
             DownTarget::Migration(id) => {
-                let id = non_empty(&Some(id.clone())).map(str::to_string).ok_or_else(|| ServiceError::required(Field::MigrationId))?;
-                let (m, prefixed) = self.resolve(&id)?;
+                let (m, prefixed) = self.resolve(migration_id(id)?)?;
                 self.validate_schemas(Some(&m.connection), Field::Schemas, &req.schemas)?;
                 let mut schemas = req.schemas.clone();
                 if schemas.is_empty() {
@@ -262,10 +261,7 @@ impl Service {
 
     /// Roll one migration back: its down script, recorded as a rollback.
     pub async fn rollback(&self, req: RollbackRequest, label: RunLabel, hooks: RunHooks) -> Result<RollbackOutcome> {
-        let (m, _) = self.resolve(req.migration_id.trim()).map_err(|e| match non_empty(&Some(req.migration_id.clone())) {
-            None => ServiceError::required(Field::MigrationId),
-            Some(_) => e,
-        })?;
+        let (m, _) = self.resolve(migration_id(&req.migration_id)?)?;
         if m.down.is_none() {
             self.validate_schemas(Some(&m.connection), Field::Schemas, &req.schemas)?;
             let msg = "migration does not have rollback SQL".to_string();

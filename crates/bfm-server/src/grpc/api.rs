@@ -44,11 +44,6 @@ fn context<T>(req: &Request<T>, rpc: &str, environment: Option<&str>) -> Executi
     ExecutionContext { executed_by: "grpc_client".into(), execution_method: "api".into(), execution_context: ctx.to_string() }
 }
 
-fn required(value: &str, field: Field) -> Result<&str, Status> {
-    let v = value.trim();
-    if v.is_empty() { Err(status(ServiceError::required(field))) } else { Ok(v) }
-}
-
 fn label(rpc: &str, context: ExecutionContext) -> RunLabel {
     RunLabel::new(Surface::Grpc, format!("grpc {rpc}"), context)
 }
@@ -195,7 +190,7 @@ impl MigrationService for GrpcApi {
 
     async fn get_migration(&self, request: Request<pb::GetMigrationRequest>) -> Result<Response<pb::MigrationDetailResponse>, Status> {
         let id = request.into_inner().migration_id;
-        let d = self.service.detail(required(&id, Field::MigrationId)?).await.map_err(status)?;
+        let d = self.service.detail(&id).await.map_err(status)?;
         Ok(Response::new(pb::MigrationDetailResponse {
             migration_id: d.migration_id,
             schema: d.schema,
@@ -232,7 +227,7 @@ impl MigrationService for GrpcApi {
         request: Request<pb::GetMigrationStatusRequest>,
     ) -> Result<Response<pb::MigrationStatusResponse>, Status> {
         let id = request.into_inner().migration_id;
-        let s = self.service.status(required(&id, Field::MigrationId)?).await.map_err(status)?;
+        let s = self.service.status(&id).await.map_err(status)?;
         Ok(Response::new(pb::MigrationStatusResponse {
             migration_id: s.migration_id,
             status: s.status,
@@ -247,7 +242,7 @@ impl MigrationService for GrpcApi {
         request: Request<pb::IsMigrationAppliedRequest>,
     ) -> Result<Response<pb::IsMigrationAppliedResponse>, Status> {
         let id = request.into_inner().migration_id;
-        let a = self.service.applied(required(&id, Field::MigrationId)?).await.map_err(status)?;
+        let a = self.service.applied(&id).await.map_err(status)?;
         Ok(Response::new(pb::IsMigrationAppliedResponse { applied: a.applied }))
     }
 
@@ -256,7 +251,7 @@ impl MigrationService for GrpcApi {
         request: Request<pb::GetMigrationHistoryRequest>,
     ) -> Result<Response<pb::MigrationHistoryResponse>, Status> {
         let id = request.into_inner().migration_id;
-        let h = self.service.history(required(&id, Field::MigrationId)?).await.map_err(status)?;
+        let h = self.service.history(&id).await.map_err(status)?;
         Ok(Response::new(pb::MigrationHistoryResponse {
             migration_id: h.migration_id,
             history: h
@@ -284,7 +279,7 @@ impl MigrationService for GrpcApi {
     async fn rollback_migration(&self, request: Request<pb::RollbackMigrationRequest>) -> Result<Response<pb::RollbackResponse>, Status> {
         let ctx = context(&request, "RollbackMigration", None);
         let m = request.into_inner();
-        let id = required(&m.migration_id, Field::MigrationId)?.to_string();
+        let id = m.migration_id.trim().to_string();
         let req = RollbackRequest { migration_id: id.clone(), schemas: m.schemas };
         let svc = self.service.clone();
         let r = match detached(async move { svc.rollback(req, label("RollbackMigration", ctx), RunHooks::default()).await }).await? {
