@@ -239,7 +239,7 @@ impl Engine {
     /// The schemas a selection names, resolved against the connection (patterns, tenant
     /// query), validated and without duplicates, in order. Names from the target that are not
     /// valid schema names are left out with a warning.
-    pub async fn select_schemas(&self, connection: &str, sel: &SchemaSelection) -> Result<Vec<String>, EngineError> {
+    pub(crate) async fn select_schemas(&self, connection: &str, sel: &SchemaSelection) -> Result<Vec<String>, EngineError> {
         let mut out: Vec<String> = Vec::new();
         for s in &sel.names {
             bfm_core::validate_schema_name(s).map_err(EngineError::Invalid)?;
@@ -296,8 +296,9 @@ impl Engine {
         seen.into_iter().map(|i| catalog.at(i).connection.clone()).collect::<BTreeSet<_>>().into_iter().collect()
     }
 
-    /// Plan a request against the current state (after reconciling interrupted runs).
-    pub async fn prepare(&self, req: &PlanRequest) -> Result<Prepared, EngineError> {
+    /// Plan a request against the current state (after reconciling interrupted runs). Only
+    /// the service plans: surfaces go through it.
+    pub(crate) async fn prepare(&self, req: &PlanRequest) -> Result<Prepared, EngineError> {
         if let Err(e) = self.reconcile_dead_runs().await {
             tracing::warn!(error = %e, "reconciling interrupted runs failed");
         }
@@ -386,11 +387,6 @@ impl Engine {
         }
         self.state.write(&events).await?;
         Ok(events.iter().map(|e| m.display_id(&e.schema)).collect())
-    }
-
-    /// Wait for pending state writes.
-    pub async fn flush(&self) -> Result<(), String> {
-        self.recorder.flush().await
     }
 
     pub async fn close(&self) {

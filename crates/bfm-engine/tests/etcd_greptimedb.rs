@@ -3,7 +3,7 @@
 
 mod common;
 
-use bfm_core::{PlanRequest, Selector, Status};
+use bfm_core::Status;
 use bfm_engine::StepOutcomeKind;
 use bfm_etcd::{Client, ConnectOptions, Keys, RangeOptions};
 use bfm_testkit::greptime::{FAIL_MARKER, GreptimeMock};
@@ -87,9 +87,7 @@ async fn etcd_migrations_through_the_engine() {
     assert_eq!(r.skipped.len(), 3, "{r:?}");
 
     // Down for one tenant.
-    let sel =
-        Selector { ids: vec![("20250102000000_tenant_settings_etcd_metadata".into(), Some("tenant_a".into()))], ..Default::default() };
-    let r = run(&e, PlanRequest::down(sel)).await;
+    let r = down(&e, &["tenant_a_20250102000000_tenant_settings_etcd_metadata"]).await;
     assert_eq!(r.applied, vec!["tenant_a_20250102000000_tenant_settings_etcd_metadata"], "{r:?}");
     let keys = etcd_keys(&prefix).await;
     assert!(!keys.iter().any(|(k, _)| k == "tenant_a/settings/tenant"));
@@ -98,11 +96,15 @@ async fn etcd_migrations_through_the_engine() {
 
     // A request schema that tries to leave the prefix fails its step and writes nothing.
     let before = etcd_keys(&prefix).await.len();
-    let mut req = PlanRequest::up(Selector { connection: Some("metadata".into()), ..Default::default() });
-    req.schemas = vec!["../escape".into()];
-    let r = run(&e, req).await;
-    assert!(!r.success && r.applied.is_empty(), "{r:?}");
-    assert!(r.steps.iter().any(|s| s.error.as_deref().is_some_and(|m| m.contains("schema"))), "{r:?}");
+    let req = bfm_engine::service::UpRequest {
+        migrations: bfm_engine::service::MigrationFilter { connection: Some("metadata".into()), ..Default::default() },
+        schemas: bfm_engine::service::SchemaChoice::names(bfm_engine::service::Field::Schemas, vec!["../escape".into()]),
+        ..Default::default()
+    };
+    // The service refuses it before anything runs (the target's own check stays behind it).
+    let err = bfm_engine::Service::new(e.clone()).up(req, label("test up"), bfm_engine::RunHooks::default()).await.unwrap_err();
+    assert_eq!(err.kind(), bfm_engine::ErrorKind::BadRequest, "{err}");
+    assert!(err.to_string().starts_with("schemas[0]: "), "{err}");
     assert_eq!(etcd_keys(&prefix).await.len(), before);
     e.close().await;
 }

@@ -2,7 +2,6 @@
 
 mod common;
 
-use bfm_core::{PlanRequest, Selector};
 use bfm_engine::StepOutcomeKind;
 use bfm_testkit::{MySqlDb, PgDb};
 use common::*;
@@ -35,8 +34,7 @@ async fn mariadb_target_records_the_failing_statement_and_partial_changes() {
     let r = up(&e, "shop", &[]).await;
     assert!(r.applied.is_empty());
     // Down of the first migration works and clears the ledger row.
-    let sel = Selector { ids: vec![("20250101000000_products_mysql_shop".into(), None)], ..Default::default() };
-    let r = run(&e, PlanRequest::down(sel)).await;
+    let r = down(&e, &["20250101000000_products_mysql_shop"]).await;
     assert_eq!(r.applied, vec!["20250101000000_products_mysql_shop"], "{r:?}");
     e.close().await;
 }

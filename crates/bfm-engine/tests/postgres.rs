@@ -3,8 +3,8 @@
 
 mod common;
 
-use bfm_core::{PlanRequest, Selector, Status};
-use bfm_engine::{RunOptions, StatusFilter, StepOutcomeKind};
+use bfm_core::Status;
+use bfm_engine::{StatusFilter, StepOutcomeKind};
 use bfm_testkit::PgDb;
 use common::*;
 use sqlx::PgPool;
@@ -154,11 +154,13 @@ async fn up_rollback_up_keeps_status_right() {
     let t = multi_tenant_tree();
     let e = engine(cfg(&t, &db, &[])).await;
     assert!(up(&e, "org", &["t_1"]).await.success);
-    let sel = Selector { ids: vec![("20250103000000_seed_postgresql_org".into(), Some("t_1".into()))], ..Default::default() };
-    let prepared = e.prepare(&PlanRequest::down(sel)).await.unwrap();
-    let mut opts = RunOptions::new(ctx(), "rollback");
-    opts.down_operation = bfm_engine::Operation::Rollback;
-    let r = e.run(prepared, opts, None).await.unwrap();
+    let req =
+        bfm_engine::service::RollbackRequest { migration_id: "20250103000000_seed_postgresql_org".into(), schemas: vec!["t_1".into()] };
+    let r = bfm_engine::Service::new(e.clone())
+        .rollback(req, label("rollback"), bfm_engine::RunHooks::default())
+        .await
+        .unwrap()
+        .into_response();
     assert_eq!(r.applied, vec!["t_1_20250103000000_seed_postgresql_org"]);
     let status = |e: std::sync::Arc<bfm_engine::Engine>| async move {
         e.status(&StatusFilter { schema: Some("t_1".into()), ..Default::default() })

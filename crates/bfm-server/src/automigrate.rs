@@ -3,9 +3,8 @@
 //! made, the round limit is reached, or the server shuts down. Per-tenant migrations are left to
 //! explicit requests.
 
-use bfm_core::{MissingSchema, PlanRequest, Selector, Status};
-use bfm_engine::{Engine, ExecutionContext, RunOptions};
-use std::collections::HashSet;
+use bfm_engine::service::{MigrationFilter, UpRequest};
+use bfm_engine::{Engine, ExecutionContext, RunHooks, RunLabel, Service, Surface};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,26 +53,20 @@ impl AutoMigrate {
             .collect()
     }
 
-    /// Fixed-schema migrations of `connections` not applied in their schema.
-    async fn pending(engine: &Engine, connections: &[String]) -> Result<usize, String> {
-        let rows = engine.state().snapshot(Some(connections)).await.map_err(|e| e.to_string())?;
-        let applied: HashSet<(&str, &str)> =
-            rows.iter().filter(|r| r.status == Status::Applied).map(|r| (r.migration_id.as_str(), r.schema.as_str())).collect();
-        let catalog = engine.catalog();
-        Ok(catalog
-            .iter()
-            .filter(|m| connections.contains(&m.connection) && !m.is_dynamic())
-            .filter(|m| !applied.contains(&(m.id.as_str(), m.schema.as_deref().unwrap_or(""))))
-            .count())
+    /// Fixed-schema migrations of `connections` not applied.
+    async fn pending(service: &Service, connections: &[String]) -> Result<i64, String> {
+        let pending = service.pending().await.map_err(|e| e.to_string())?;
+        Ok(pending.iter().filter(|(c, _)| connections.contains(c)).map(|(_, p)| p.fixed).sum())
     }
 
     /// Start-up phases 1 and 2 for PostgreSQL connections with a desired schema
     /// (`{CONN}_SCHEMA_DIR`): bootstrap, then the declarative apply. A connection whose phases
     /// fail keeps its versioned migrations for later: they may build on the declared schema.
-    async fn declarative_startup(engine: &Engine, connections: Vec<String>) -> Vec<String> {
+    async fn declarative_startup(service: &Service, connections: Vec<String>) -> Vec<String> {
         let mut ready = Vec::with_capacity(connections.len());
         for c in connections {
-            let declared = engine
+            let declared = service
+                .engine()
                 .config()
                 .connections
                 .get(&c)
@@ -87,7 +80,7 @@ impl AutoMigrate {
                 execution_method: "auto_migrate".into(),
                 execution_context: serde_json::json!({"connection": c, "source": "start-up", "phase": "declarative"}).to_string(),
             };
-            match engine.schema_startup(&c, ctx).await {
+            match service.schema_startup(&c, RunLabel::new(Surface::AutoMigrate, "auto-migrate", ctx)).await {
                 Ok(_) => {
                     tracing::info!(connection = %c, "start-up 3/3: versioned migrations");
                     ready.push(c);
@@ -100,17 +93,18 @@ impl AutoMigrate {
         ready
     }
 
-    pub async fn run(&self, engine: Arc<Engine>) {
+    pub async fn run(&self, service: Arc<Service>) {
+        let engine = service.engine();
         if !self.enabled {
             tracing::info!("auto-migrate disabled (BFM_AUTO_MIGRATE)");
             return;
         }
-        let connections = self.ready_connections(&engine);
+        let connections = self.ready_connections(engine);
         if connections.is_empty() {
             tracing::info!("auto-migrate: no ready connection");
             return;
         }
-        let connections = Self::declarative_startup(&engine, connections).await;
+        let connections = Self::declarative_startup(&service, connections).await;
         if connections.is_empty() {
             return;
         }
@@ -118,7 +112,7 @@ impl AutoMigrate {
             if engine.is_stopping() {
                 return;
             }
-            let before = match Self::pending(&engine, &connections).await {
+            let before = match Self::pending(&service, &connections).await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::error!(error = %e, "auto-migrate: counting pending migrations failed; giving up");
@@ -132,20 +126,22 @@ impl AutoMigrate {
             tracing::info!(round, pending = before, connections = ?connections, "auto-migrate: round starts");
             let (mut applied, mut errors) = (0usize, 0usize);
             for c in &connections {
-                let mut req = PlanRequest::up(Selector { connection: Some(c.clone()), ..Default::default() });
-                req.missing_schema = MissingSchema::Skip;
+                // Per-tenant migrations are left to explicit requests.
+                let req = UpRequest {
+                    connection: Some(c.clone()),
+                    migrations: MigrationFilter { connection: Some(c.clone()), ..Default::default() },
+                    skip_per_tenant: true,
+                    ..Default::default()
+                };
                 let ctx = ExecutionContext {
                     executed_by: "bfm-server".into(),
                     execution_method: "auto_migrate".into(),
                     execution_context: serde_json::json!({"connection": c, "source": "BFM_AUTO_MIGRATE", "round": round}).to_string(),
                 };
-                let result = async {
-                    let prepared = engine.prepare(&req).await?;
-                    engine.run(prepared, RunOptions::new(ctx, "auto-migrate"), None).await
-                }
-                .await;
+                let result = service.up(req, RunLabel::new(Surface::AutoMigrate, "auto-migrate", ctx), RunHooks::default()).await;
                 match result {
-                    Ok(r) => {
+                    Ok(outcome) => {
+                        let r = outcome.response();
                         applied += r.applied.len();
                         errors += r.errors.len();
                         for e in &r.errors {
@@ -161,7 +157,7 @@ impl AutoMigrate {
                     }
                 }
             }
-            let after = Self::pending(&engine, &connections).await.unwrap_or(before);
+            let after = Self::pending(&service, &connections).await.unwrap_or(before);
             if after == 0 {
                 tracing::info!(round, applied, "auto-migrate: done");
                 return;

@@ -31,7 +31,7 @@ impl ApiError {
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> ApiError {
-        let status = match e.kind {
+        let status = match e.kind() {
             ErrorKind::BadRequest | ErrorKind::Precondition => StatusCode::BAD_REQUEST,
             ErrorKind::NotFound => StatusCode::NOT_FOUND,
             ErrorKind::Conflict => StatusCode::CONFLICT,
@@ -39,9 +39,9 @@ impl From<ServiceError> for ApiError {
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %e.message, "request failed");
+            tracing::error!(error = %e, "request failed");
         }
-        ApiError::new(status, e.message)
+        ApiError::new(status, e.message())
     }
 }
 

@@ -8,7 +8,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bfm_engine::service::dto::*;
-use bfm_engine::{ExecutionContext, Service};
+use bfm_engine::service::{
+    DownRequest, DownTarget, Field, MigrateSchemaRequest, MigrationFilter, OrderRequest, RollbackOutcome, SchemaChoice, UpRequest,
+};
+use bfm_engine::{ExecutionContext, RunHooks, RunLabel, Service, Surface};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -47,6 +50,38 @@ fn context(method: &Method, uri: &Uri, headers: &HeaderMap, environment: Option<
     }
 }
 
+/// A BfM target as the service's filter.
+fn filter(target: Option<MigrationTarget>) -> MigrationFilter {
+    let t = target.unwrap_or_default();
+    MigrationFilter {
+        connection: t.connection,
+        backend: t.backend,
+        declared_schema: t.schema,
+        tables: t.tables,
+        version: t.version,
+        tags: t.tags,
+        ids: Vec::new(),
+    }
+}
+
+fn up_request(r: MigrateUpRequest) -> UpRequest {
+    UpRequest {
+        connection: r.connection,
+        require_connection: true,
+        migrations: filter(r.target),
+        schemas: SchemaChoice { named: vec![(Field::Schemas, r.schemas)], pattern: r.schema_pattern, tenants: r.tenants },
+        ignore_dependencies: r.ignore_dependencies,
+        allow_modified: r.allow_modified,
+        environment: r.environment,
+        dry_run: r.dry_run,
+        ..Default::default()
+    }
+}
+
+fn label(route: &str, context: ExecutionContext) -> RunLabel {
+    RunLabel::new(Surface::Http, route, context)
+}
+
 /// 200 when everything worked, 206 when some steps failed (BfM).
 fn migrate_response(r: MigrateResponse) -> Response {
     let status = if r.errors.is_empty() { StatusCode::OK } else { StatusCode::PARTIAL_CONTENT };
@@ -74,7 +109,7 @@ fn limit_param(q: &HashMap<String, String>) -> Option<i64> {
 /// Liveness: the process answers. No I/O.
 #[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "The process is alive", body = HealthResponse)))]
 pub async fn liveness() -> Json<HealthResponse> {
-    Json(HealthResponse { status: "healthy".into(), checks: [("process".to_string(), "ok".to_string())].into() })
+    Json(HealthResponse { status: HealthStatus::Healthy, checks: [("process".to_string(), "ok".to_string())].into() })
 }
 
 /// Readiness: the state store and every connection, each with a short timeout.
@@ -82,7 +117,7 @@ pub async fn liveness() -> Json<HealthResponse> {
     responses((status = 200, description = "Ready", body = HealthResponse), (status = 503, description = "A check failed", body = HealthResponse), (status = 401, body = ErrorResponse)))]
 pub async fn readiness(State(s): State<AppState>) -> Response {
     let h = s.service.health().await;
-    let status = if h.status == "healthy" { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if h.status == HealthStatus::Healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (status, Json(h)).into_response()
 }
 
@@ -99,7 +134,8 @@ pub async fn migrate_up(
 ) -> Result<Response, ApiError> {
     let ctx = context(&method, &uri, &headers, req.environment.as_deref());
     let svc = s.service.clone();
-    Ok(migrate_response(detached(async move { svc.migrate_up(req, ctx, None).await }).await?))
+    let (req, label) = (up_request(req), label("POST /api/v1/migrations/up", ctx));
+    Ok(migrate_response(detached(async move { svc.up(req, label, RunHooks::default()).await.map(|o| o.response()) }).await?))
 }
 
 /// Run migrations (the request shape of BfM's README: one `schema`, an `environment`).
@@ -114,7 +150,16 @@ pub async fn migrate(
 ) -> Result<Response, ApiError> {
     let ctx = context(&method, &uri, &headers, req.environment.as_deref());
     let svc = s.service.clone();
-    Ok(migrate_response(detached(async move { svc.migrate(req, ctx, None).await }).await?))
+    let req = MigrateSchemaRequest {
+        connection: req.connection,
+        migrations: filter(req.target),
+        schema: req.schema,
+        environment: req.environment,
+        dry_run: req.dry_run,
+        ignore_dependencies: req.ignore_dependencies,
+    };
+    let label = label("POST /api/v1/migrate", ctx);
+    Ok(migrate_response(detached(async move { svc.migrate_schema(req, label, RunHooks::default()).await.map(|o| o.response()) }).await?))
 }
 
 /// Run the down script of one migration, per schema.
@@ -129,7 +174,16 @@ pub async fn migrate_down(
 ) -> Result<Response, ApiError> {
     let ctx = context(&method, &uri, &headers, None);
     let svc = s.service.clone();
-    Ok(migrate_response(detached(async move { svc.migrate_down(req, ctx).await }).await?))
+    let req = DownRequest {
+        target: DownTarget::Migration(req.migration_id.unwrap_or_default()),
+        schemas: req.schemas,
+        cascade: false,
+        dry_run: req.dry_run,
+        sql: false,
+        environment: None,
+    };
+    let label = label("POST /api/v1/migrations/down", ctx);
+    Ok(migrate_response(detached(async move { svc.down(req, label, RunHooks::default()).await.map(|o| o.response()) }).await?))
 }
 
 /// Order migration ids by their dependencies.
@@ -139,7 +193,7 @@ pub async fn order_batch(
     State(s): State<AppState>,
     ApiJson(req): ApiJson<OrderBatchRequest>,
 ) -> Result<Json<OrderBatchResponse>, ApiError> {
-    Ok(Json(s.service.order_batch(req)?))
+    Ok(Json(s.service.order_batch(OrderRequest { migration_ids: req.migration_ids, connection: req.connection })?))
 }
 
 /// List migrations: stable order (version, id), filters, paging.
@@ -239,12 +293,16 @@ pub async fn rollback(
 ) -> Result<Response, ApiError> {
     let ctx = context(&method, &uri, &headers, None);
     let svc = s.service.clone();
-    let (r, nothing) = detached(async move { svc.rollback(&id, req, ctx).await }).await?;
-    if nothing {
-        let body = serde_json::json!({"error": r.message, "success": false, "message": r.message, "applied": r.applied, "skipped": r.skipped, "errors": r.errors});
-        return Ok((StatusCode::BAD_REQUEST, Json(body)).into_response());
+    let req = bfm_engine::service::RollbackRequest { migration_id: id, schemas: req.schemas };
+    let label = label("POST /api/v1/migrations/{id}/rollback", ctx);
+    match detached(async move { svc.rollback(req, label, RunHooks::default()).await }).await? {
+        // BfM answers 400 when there was nothing to roll back.
+        RollbackOutcome::Nothing(r) => {
+            let body = serde_json::json!({"error": r.message, "success": false, "message": r.message, "applied": r.applied, "skipped": r.skipped, "errors": r.errors});
+            Ok((StatusCode::BAD_REQUEST, Json(body)).into_response())
+        }
+        outcome => Ok(Json(outcome.into_response()).into_response()),
     }
-    Ok(Json(r).into_response())
 }
 
 /// Reload the catalogue from the configured sfm path.
@@ -259,7 +317,7 @@ pub async fn reindex(State(s): State<AppState>) -> Result<Json<ReindexResponse>,
 #[utoipa::path(get, path = "/metrics", tag = "health", security(("bearer" = [])),
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain"), (status = 401, body = ErrorResponse)))]
 pub async fn metrics(State(s): State<AppState>) -> Response {
-    let body = s.metrics.render(s.service.engine()).await;
+    let body = s.metrics.render(&s.service).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body).into_response()
 }
 

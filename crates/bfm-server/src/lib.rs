@@ -225,8 +225,8 @@ pub async fn serve(
         None
     };
     let auto_task = {
-        let engine = engine.clone();
-        tokio::spawn(async move { auto.run(engine).await })
+        let service = service.clone();
+        tokio::spawn(async move { auto.run(service).await })
     };
 
     // One stop signal for both servers: SIGTERM, or either server failing.

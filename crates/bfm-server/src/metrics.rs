@@ -1,13 +1,12 @@
 //! Prometheus metrics (`GET /metrics`), fed by the engine's observer hooks.
 
-use bfm_engine::{Engine, Observer, StepOutcomeKind};
+use bfm_engine::{Observer, Service, StepOutcomeKind};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,27 +87,12 @@ impl Metrics {
         Metrics { registry, applied, failed, skipped, step_duration, lock_wait, in_flight, pending, requests, grpc_requests }
     }
 
-    /// Refresh the pending gauge from the catalogue and the state, then encode everything.
-    pub async fn render(&self, engine: &Engine) -> String {
-        let catalog = engine.catalog();
-        let mut pending: BTreeMap<String, i64> = catalog.iter().map(|m| (m.connection.clone(), 0)).collect();
-        match engine.state().status_counts(None).await {
-            Ok(counts) => {
-                let mut applied_anywhere: BTreeMap<&str, i64> = BTreeMap::new();
-                for c in &counts {
-                    if c.status == bfm_core::Status::Applied {
-                        *applied_anywhere.entry(c.migration_id.as_str()).or_default() += c.count;
-                    } else if let Some(m) = catalog.get(&c.migration_id).filter(|m| m.is_dynamic()) {
-                        *pending.entry(m.connection.clone()).or_default() += c.count;
-                    }
-                }
-                for m in catalog.iter().filter(|m| !m.is_dynamic()) {
-                    if applied_anywhere.get(m.id.as_str()).copied().unwrap_or(0) == 0 {
-                        *pending.entry(m.connection.clone()).or_default() += 1;
-                    }
-                }
-                for (connection, n) in pending {
-                    self.pending.get_or_create(&ConnectionLabel { connection }).set(n);
+    /// Refresh the pending gauge from the service's summary, then encode everything.
+    pub async fn render(&self, service: &Service) -> String {
+        match service.pending().await {
+            Ok(pending) => {
+                for (connection, p) in pending {
+                    self.pending.get_or_create(&ConnectionLabel { connection }).set(p.total());
                 }
             }
             Err(e) => tracing::warn!(error = %e, "metrics: reading the state failed"),

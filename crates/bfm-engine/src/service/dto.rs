@@ -324,11 +324,30 @@ pub struct ReindexResponse {
     pub warning: Option<String>,
 }
 
+/// Readiness as a decision: every check answered `ok`, or not.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[cfg_attr(feature = "openapi", derive(ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    #[default]
+    Healthy,
+    Unhealthy,
+}
+
+impl HealthStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Healthy => "healthy",
+            HealthStatus::Unhealthy => "unhealthy",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
 pub struct HealthResponse {
     /// `healthy` or `unhealthy`.
-    pub status: String,
+    pub status: HealthStatus,
     /// Per check (`state`, each connection): `ok` or the error.
     pub checks: BTreeMap<String, String>,
 }

@@ -2,7 +2,7 @@
 //! files are used: a request never names a directory or carries SQL.
 
 use super::dto::{DumpedFile, SchemaApplyRequest, SchemaDumpResponse};
-use super::{Result, Service, ServiceError};
+use super::{Result, RunLabel, Service, ServiceError};
 use bfm_schema::{ApplyReport, DriftReport, SchemaPlan, SchemaStatus};
 use bfm_state::ExecutionContext;
 
@@ -30,6 +30,12 @@ impl Service {
             )));
         }
         Ok(self.engine().schema_apply(connection, None, Some(plan), &req.approve, req.non_destructive_only, context).await?)
+    }
+
+    /// Start-up phases 1 and 2 of a connection with a desired schema: bootstrap, then the
+    /// declarative apply.
+    pub async fn schema_startup(&self, connection: &str, label: RunLabel) -> Result<crate::StartupReport> {
+        Ok(self.engine().schema_startup(connection, label.context).await?)
     }
 
     pub async fn schema_validate(&self, connection: &str) -> Result<DriftReport> {

@@ -3,8 +3,8 @@
 
 #![allow(dead_code)]
 
-use bfm_core::{PlanRequest, Selector};
-use bfm_engine::{Config, Engine, ExecutionContext, Overrides, RunOptions, RunReport};
+use bfm_engine::service::{DownRequest, DownTarget, Field, MigrationFilter, SchemaChoice, UpRequest};
+use bfm_engine::{Config, Engine, ExecutionContext, Overrides, RunHooks, RunLabel, RunReport, Service, Surface};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -51,16 +51,33 @@ pub fn ctx() -> ExecutionContext {
     ExecutionContext { executed_by: "test".into(), execution_method: "test".into(), execution_context: "{}".into() }
 }
 
-pub async fn up(e: &Arc<Engine>, connection: &str, schemas: &[&str]) -> RunReport {
-    let mut req = PlanRequest::up(Selector { connection: Some(connection.into()), ..Default::default() });
-    req.schemas = schemas.iter().map(|s| s.to_string()).collect();
-    let prepared = e.prepare(&req).await.unwrap();
-    e.run(prepared, RunOptions::new(ctx(), "test up"), None).await.unwrap()
+pub fn label(command: &str) -> RunLabel {
+    RunLabel::new(Surface::Job, command, ctx())
 }
 
-pub async fn run(e: &Arc<Engine>, req: PlanRequest) -> RunReport {
-    let prepared = e.prepare(&req).await.unwrap();
-    e.run(prepared, RunOptions::new(ctx(), "test"), None).await.unwrap()
+/// Up over one connection, in the given schemas, through the service.
+pub async fn up(e: &Arc<Engine>, connection: &str, schemas: &[&str]) -> RunReport {
+    let req = UpRequest {
+        migrations: MigrationFilter { connection: Some(connection.into()), ..Default::default() },
+        schemas: SchemaChoice::names(Field::Schemas, schemas.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    };
+    let outcome = Service::new(e.clone()).up(req, label("test up"), RunHooks::default()).await.unwrap();
+    outcome.report.expect("a run that is not a dry run has a report")
+}
+
+/// Down of migrations by id as users write them (`{schema}_{id}` for one tenant).
+pub async fn down(e: &Arc<Engine>, ids: &[&str]) -> RunReport {
+    let req = DownRequest {
+        target: DownTarget::Filter(MigrationFilter { ids: ids.iter().map(|s| s.to_string()).collect(), ..Default::default() }),
+        schemas: Vec::new(),
+        cascade: false,
+        dry_run: false,
+        sql: false,
+        environment: None,
+    };
+    let outcome = Service::new(e.clone()).down(req, label("test"), RunHooks::default()).await.unwrap();
+    outcome.report.expect("a run that is not a dry run has a report")
 }
 
 pub fn path_str(p: &Path) -> String {

@@ -6,8 +6,10 @@ use super::proto::migration_service_server::MigrationService;
 use super::proto::{self as pb};
 use super::status;
 use super::stream::{Outbox, ProgressStream};
-use bfm_engine::service::dto;
-use bfm_engine::{Call, ExecutionContext, Service, ServiceError};
+use bfm_engine::service::{
+    DownRequest, DownTarget, Field, MigrationFilter, RollbackOutcome, RollbackRequest, SchemaChoice, UpRequest, dto,
+};
+use bfm_engine::{ExecutionContext, RunHooks, RunLabel, Service, ServiceError, Surface};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use tonic::{Request, Response, Status};
@@ -42,9 +44,8 @@ fn context<T>(req: &Request<T>, rpc: &str, environment: Option<&str>) -> Executi
     ExecutionContext { executed_by: "grpc_client".into(), execution_method: "api".into(), execution_context: ctx.to_string() }
 }
 
-fn required<'a>(value: &'a str, field: &str) -> Result<&'a str, Status> {
-    let v = value.trim();
-    if v.is_empty() { Err(status(ServiceError::bad_request(format!("{field}: is required")))) } else { Ok(v) }
+fn label(rpc: &str, context: ExecutionContext) -> RunLabel {
+    RunLabel::new(Surface::Grpc, format!("grpc {rpc}"), context)
 }
 
 fn opt(s: String) -> Option<String> {
@@ -63,43 +64,35 @@ where
     }
 }
 
-impl GrpcApi {
-    /// A `MigrateRequest` as the service's up request: one schema from `schema` (or
-    /// `schema_name`, BfM's order), plus the `schemas` extension; each field's names are
-    /// checked under that field's name.
-    fn up_request(&self, m: pb::MigrateRequest) -> Result<dto::MigrateUpRequest, Status> {
-        let mut schemas: Vec<String> = Vec::new();
-        let single = [("schema", m.schema.trim()), ("schema_name", m.schema_name.trim())].into_iter().find(|(_, s)| !s.is_empty());
-        if let Some((field, s)) = single {
-            self.service
-                .validate_request_schemas(&m.connection, field, &[s.to_string()])
-                .map_err(|e| status(ServiceError::bad_request(e.message.replacen(&format!("{field}[0]"), field, 1))))?;
-            schemas.push(s.to_string());
-        }
-        self.service.validate_request_schemas(&m.connection, "schemas", &m.schemas).map_err(status)?;
-        for s in m.schemas {
-            if !schemas.contains(&s) {
-                schemas.push(s);
-            }
-        }
-        Ok(dto::MigrateUpRequest {
-            connection: opt(m.connection),
-            target: m.target.map(|t| dto::MigrationTarget {
-                backend: opt(t.backend),
-                schema: opt(t.schema),
-                tables: t.tables,
-                version: opt(t.version),
-                connection: opt(t.connection),
-                tags: t.tags,
-            }),
-            schemas,
-            schema_pattern: opt(m.schema_pattern),
-            tenants: m.tenants,
-            dry_run: m.dry_run,
-            ignore_dependencies: m.ignore_dependencies,
-            allow_modified: m.allow_modified,
-            environment: opt(m.environment),
-        })
+/// A `MigrateRequest` as the service's up request: one schema from `schema` (or
+/// `schema_name`, BfM's order), plus the `schemas` extension; the service checks each under its
+/// field's name.
+fn up_request(m: pb::MigrateRequest) -> UpRequest {
+    let mut named = Vec::new();
+    let single = [(Field::Schema, m.schema.trim()), (Field::SchemaName, m.schema_name.trim())].into_iter().find(|(_, s)| !s.is_empty());
+    if let Some((field, s)) = single {
+        named.push((field, vec![s.to_string()]));
+    }
+    named.push((Field::Schemas, m.schemas));
+    let target = m.target.unwrap_or_default();
+    UpRequest {
+        connection: opt(m.connection),
+        require_connection: true,
+        migrations: MigrationFilter {
+            backend: opt(target.backend),
+            declared_schema: opt(target.schema),
+            tables: target.tables,
+            version: opt(target.version),
+            connection: opt(target.connection),
+            tags: target.tags,
+            ids: Vec::new(),
+        },
+        schemas: SchemaChoice { named, pattern: opt(m.schema_pattern), tenants: m.tenants },
+        ignore_dependencies: m.ignore_dependencies,
+        allow_modified: m.allow_modified,
+        environment: opt(m.environment),
+        dry_run: m.dry_run,
+        ..Default::default()
     }
 }
 
@@ -107,22 +100,14 @@ fn migrate_response(r: dto::MigrateResponse) -> pb::MigrateResponse {
     pb::MigrateResponse { success: r.success, applied: r.applied, skipped: r.skipped, errors: r.errors }
 }
 
-fn progress(migration_id: &str, status: &str, message: String, progress: i32) -> pb::MigrateProgress {
-    pb::MigrateProgress { migration_id: migration_id.to_string(), status: status.into(), message, progress, ..Default::default() }
-}
-
 #[tonic::async_trait]
 impl MigrationService for GrpcApi {
     async fn migrate(&self, request: Request<pb::MigrateRequest>) -> Result<Response<pb::MigrateResponse>, Status> {
         let ctx = context(&request, "Migrate", Some(request.get_ref().environment.as_str()));
-        let req = self.up_request(request.into_inner())?;
+        let req = up_request(request.into_inner());
         let svc = self.service.clone();
         // BfM may queue this call; bfm has no queue and runs it synchronously.
-        let r = detached(async move {
-            let run = svc.prepare_up(req, Call::new(ctx, "grpc Migrate")).await?;
-            svc.run_up(run).await
-        })
-        .await?;
+        let r = detached(async move { svc.up(req, label("Migrate", ctx), RunHooks::default()).await.map(|o| o.response()) }).await?;
         Ok(Response::new(migrate_response(r)))
     }
 
@@ -130,61 +115,37 @@ impl MigrationService for GrpcApi {
 
     async fn stream_migrate(&self, request: Request<pb::MigrateRequest>) -> Result<Response<ProgressStream>, Status> {
         let ctx = context(&request, "StreamMigrate", Some(request.get_ref().environment.as_str()));
-        let req = self.up_request(request.into_inner())?;
+        let req = up_request(request.into_inner());
         let cancel = Arc::new(AtomicBool::new(false));
-        let mut call = Call::new(ctx, "grpc StreamMigrate");
-        call.cancel = Some(cancel.clone());
         // Planned first: a bad request or a failure to plan is the call's status, not a message.
-        let mut run = self.service.prepare_up(req, call).await.map_err(status)?;
-        let steps = run.steps();
+        let planned = self.service.plan_up(req, label("StreamMigrate", ctx)).await.map_err(status)?;
         // The first burst (one `pending` per step) always fits.
-        let outbox = Outbox::new(self.stream_buffer.max(steps.len() + 64));
-        for (id, reason) in run.skipped() {
-            outbox.push(progress(&id, "skipped", reason, 0));
-        }
-        for e in run.errors() {
-            outbox.push(progress("", "failed", e, 0));
-        }
-        if run.dry_run() {
-            for (id, base, schema, connection) in &steps {
-                let mut m = progress(id, "pending", "planned (dry run)".into(), 0);
-                (m.base_migration_id, m.schema, m.connection) = (base.clone(), schema.clone(), connection.clone());
-                outbox.push(m);
+        let outbox = Outbox::new(self.stream_buffer.max(planned.plan().steps.len() + 64));
+        let hooks = RunHooks { progress: Some(outbox.sink()), cancel: Some(cancel.clone()) };
+        let svc = self.service.clone();
+        let out = outbox.clone();
+        tokio::spawn(async move {
+            match svc.run_streamed(planned, hooks).await {
+                Ok(_) => out.close(None),
+                Err(e) => out.close(Some(status(e))),
             }
-            let total = steps.len();
-            for (i, (id, base, schema, connection)) in steps.into_iter().enumerate() {
-                let pct = i32::try_from((i + 1) * 100 / total).unwrap_or(100);
-                let mut m = progress(&id, "success", "dry run: would run".into(), pct);
-                (m.base_migration_id, m.schema, m.connection) = (base, schema, connection);
-                outbox.push(m);
-            }
-            outbox.close(None);
-        } else {
-            run.set_sink(outbox.sink());
-            let svc = self.service.clone();
-            let out = outbox.clone();
-            tokio::spawn(async move {
-                match svc.run_up(run).await {
-                    Ok(_) => out.close(None),
-                    Err(e) => out.close(Some(status(e))),
-                }
-            });
-        }
+        });
         Ok(Response::new(outbox.stream(cancel)))
     }
 
     async fn migrate_down(&self, request: Request<pb::MigrateDownRequest>) -> Result<Response<pb::MigrateResponse>, Status> {
         let ctx = context(&request, "MigrateDown", None);
         let m = request.into_inner();
-        required(&m.migration_id, "migration_id")?;
-        let req = dto::MigrateDownRequest {
-            migration_id: Some(m.migration_id),
+        let req = DownRequest {
+            target: DownTarget::Migration(m.migration_id),
             schemas: m.schemas,
+            cascade: false,
             dry_run: m.dry_run,
-            ignore_dependencies: m.ignore_dependencies,
+            sql: false,
+            environment: None,
         };
         let svc = self.service.clone();
-        let r = detached(async move { svc.migrate_down_as(req, Call::new(ctx, "grpc MigrateDown")).await }).await?;
+        let r = detached(async move { svc.down(req, label("MigrateDown", ctx), RunHooks::default()).await.map(|o| o.response()) }).await?;
         Ok(Response::new(migrate_response(r)))
     }
 
@@ -229,7 +190,7 @@ impl MigrationService for GrpcApi {
 
     async fn get_migration(&self, request: Request<pb::GetMigrationRequest>) -> Result<Response<pb::MigrationDetailResponse>, Status> {
         let id = request.into_inner().migration_id;
-        let d = self.service.detail(required(&id, "migration_id")?).await.map_err(status)?;
+        let d = self.service.detail(&id).await.map_err(status)?;
         Ok(Response::new(pb::MigrationDetailResponse {
             migration_id: d.migration_id,
             schema: d.schema,
@@ -266,7 +227,7 @@ impl MigrationService for GrpcApi {
         request: Request<pb::GetMigrationStatusRequest>,
     ) -> Result<Response<pb::MigrationStatusResponse>, Status> {
         let id = request.into_inner().migration_id;
-        let s = self.service.status(required(&id, "migration_id")?).await.map_err(status)?;
+        let s = self.service.status(&id).await.map_err(status)?;
         Ok(Response::new(pb::MigrationStatusResponse {
             migration_id: s.migration_id,
             status: s.status,
@@ -281,7 +242,7 @@ impl MigrationService for GrpcApi {
         request: Request<pb::IsMigrationAppliedRequest>,
     ) -> Result<Response<pb::IsMigrationAppliedResponse>, Status> {
         let id = request.into_inner().migration_id;
-        let a = self.service.applied(required(&id, "migration_id")?).await.map_err(status)?;
+        let a = self.service.applied(&id).await.map_err(status)?;
         Ok(Response::new(pb::IsMigrationAppliedResponse { applied: a.applied }))
     }
 
@@ -290,7 +251,7 @@ impl MigrationService for GrpcApi {
         request: Request<pb::GetMigrationHistoryRequest>,
     ) -> Result<Response<pb::MigrationHistoryResponse>, Status> {
         let id = request.into_inner().migration_id;
-        let h = self.service.history(required(&id, "migration_id")?).await.map_err(status)?;
+        let h = self.service.history(&id).await.map_err(status)?;
         Ok(Response::new(pb::MigrationHistoryResponse {
             migration_id: h.migration_id,
             history: h
@@ -318,18 +279,16 @@ impl MigrationService for GrpcApi {
     async fn rollback_migration(&self, request: Request<pb::RollbackMigrationRequest>) -> Result<Response<pb::RollbackResponse>, Status> {
         let ctx = context(&request, "RollbackMigration", None);
         let m = request.into_inner();
-        let id = required(&m.migration_id, "migration_id")?.to_string();
-        let req = dto::RollbackRequest { schemas: m.schemas };
+        let id = m.migration_id.trim().to_string();
+        let req = RollbackRequest { migration_id: id.clone(), schemas: m.schemas };
         let svc = self.service.clone();
-        let (r, nothing) = detached({
-            let id = id.clone();
-            async move { svc.rollback_as(&id, req, Call::new(ctx, "grpc RollbackMigration")).await }
-        })
-        .await?;
-        if nothing {
+        let r = match detached(async move { svc.rollback(req, label("RollbackMigration", ctx), RunHooks::default()).await }).await? {
             // BfM answers FAILED_PRECONDITION when the migration is not applied.
-            return Err(status(ServiceError::precondition(format!("migration is not applied: {id} ({})", r.message))));
-        }
+            RollbackOutcome::Nothing(r) => {
+                return Err(status(ServiceError::precondition(format!("migration is not applied: {id} ({})", r.message))));
+            }
+            outcome => outcome.into_response(),
+        };
         Ok(Response::new(pb::RollbackResponse {
             success: r.success,
             message: r.message,
@@ -354,6 +313,6 @@ impl MigrationService for GrpcApi {
 
     async fn health(&self, _request: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
         let h = self.service.health().await;
-        Ok(Response::new(pb::HealthResponse { status: h.status, checks: h.checks.into_iter().collect() }))
+        Ok(Response::new(pb::HealthResponse { status: h.status.as_str().to_string(), checks: h.checks.into_iter().collect() }))
     }
 }

@@ -30,15 +30,16 @@ use tonic_health::ServingStatus;
 
 /// The one place where the service layer's errors become gRPC statuses.
 pub fn status(e: ServiceError) -> Status {
-    match e.kind {
-        ErrorKind::BadRequest => Status::invalid_argument(e.message),
-        ErrorKind::NotFound => Status::not_found(e.message),
-        ErrorKind::Precondition => Status::failed_precondition(e.message),
-        ErrorKind::Conflict => Status::aborted(e.message),
-        ErrorKind::Unavailable => Status::unavailable(e.message),
+    let message = e.message();
+    match e.kind() {
+        ErrorKind::BadRequest => Status::invalid_argument(message),
+        ErrorKind::NotFound => Status::not_found(message),
+        ErrorKind::Precondition => Status::failed_precondition(message),
+        ErrorKind::Conflict => Status::aborted(message),
+        ErrorKind::Unavailable => Status::unavailable(message),
         ErrorKind::Internal => {
-            tracing::error!(error = %e.message, connection_type = "grpc", "request failed");
-            Status::internal(e.message)
+            tracing::error!(error = %message, connection_type = "grpc", "request failed");
+            Status::internal(message)
         }
     }
 }
@@ -115,7 +116,7 @@ async fn report_health(
         if stopping {
             break;
         }
-        let ready = service.health().await.status == "healthy";
+        let ready = service.health().await.status == bfm_engine::service::dto::HealthStatus::Healthy;
         if *stop.borrow() {
             break;
         }

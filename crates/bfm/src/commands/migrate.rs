@@ -1,12 +1,30 @@
+//! `bfm migrate …`: clap arguments into the service's requests, its results into text or JSON.
+
 use crate::cli::{DownArgs, Filters, IdArgs, OrderArgs, ReconcileArgs, StatusArgs, UpArgs};
 use crate::output::{self, Progress, status_style, table};
-use anyhow::{Context, anyhow, bail};
-use bfm_core::{MissingSchema, PlanRequest, Selector, Severity, TagFilter};
-use bfm_engine::{Engine, ExecutionContext, Prepared, RunOptions, StatusFilter};
+use anyhow::{Context, bail};
+use bfm_core::{Severity, SkipReason};
+use bfm_engine::service::{
+    DownRequest, DownTarget, Field, MigrationFilter, MigrationSchemaRequest, PlanView, PlannedRun, ReconcileRequest, RenderedSql,
+    SchemaChoice, StatusRequest, UpRequest,
+};
+use bfm_engine::{Engine, ExecutionContext, RunHooks, RunLabel, Service, ServiceError, Surface};
 use console::style;
 use serde_json::json;
 use std::process::ExitCode;
-use std::sync::Arc;
+
+/// A service error in the CLI's terms: request fields are named as the flags that set them.
+fn cli_error(e: ServiceError) -> anyhow::Error {
+    match &e {
+        ServiceError::Invalid { field, message } => match field.field {
+            Field::Schema | Field::Schemas => anyhow::anyhow!("--schema: {message}"),
+            Field::TargetTags | Field::Tag => anyhow::anyhow!("--tag: {message}"),
+            // The message names the connection or the pattern itself.
+            _ => anyhow::anyhow!("{message}"),
+        },
+        _ => anyhow::Error::new(e),
+    }
+}
 
 /// The catalogue was read when the engine opened: refuse to run on a tree with errors (they
 /// could hide a dependency).
@@ -28,65 +46,42 @@ async fn record_catalog(engine: &Engine) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn selector(engine: &Engine, f: &Filters) -> anyhow::Result<Selector> {
-    let tags = TagFilter::parse(&f.tags).map_err(|e| anyhow!("--tag: {e}"))?;
-    let mut ids = Vec::new();
-    for id in &f.ids {
-        let (m, schema) = engine.resolve(id)?;
-        ids.push((m.id.clone(), schema));
-    }
-    if let Some(c) = &f.connection {
-        engine.ensure_connection(c)?;
-    }
-    Ok(Selector {
-        backend: f.backend.clone(),
+fn filter(f: &Filters) -> MigrationFilter {
+    MigrationFilter {
         connection: f.connection.clone(),
-        schema: f.declared_schema.clone(),
+        backend: f.backend.clone(),
+        declared_schema: f.declared_schema.clone(),
         tables: Vec::new(),
         version: f.version.clone(),
-        tags,
-        ids,
-    })
-}
-
-fn validate_schemas(schemas: &[String]) -> anyhow::Result<()> {
-    for s in schemas {
-        bfm_core::validate_schema_name(s).map_err(|e| anyhow!("--schema: {e}"))?;
+        tags: f.tags.clone(),
+        ids: f.ids.clone(),
     }
-    Ok(())
 }
 
-fn print_plan(engine: &Engine, prepared: &Prepared, sql: bool, json_out: bool) -> anyhow::Result<ExitCode> {
-    let plan = &prepared.plan;
-    let env = engine.config().environment.clone().unwrap_or_default();
+fn print_plan(plan: &PlanView, sql: bool, json_out: bool) -> anyhow::Result<ExitCode> {
     if json_out {
         let steps: Vec<serde_json::Value> = plan
             .steps
             .iter()
             .map(|s| {
                 let mut v = json!({
-                    "id": s.display_id(),
-                    "migration_id": s.migration.id,
+                    "id": s.id,
+                    "migration_id": s.migration_id,
                     "schema": s.schema,
-                    "connection": s.migration.connection,
-                    "backend": s.migration.backend,
+                    "connection": s.connection,
+                    "backend": s.backend,
                     "direction": s.direction,
-                    "reason": s.reason.to_string(),
-                    "transactional": s.migration.transactional,
+                    "reason": s.reason,
+                    "transactional": s.transactional,
                 });
-                if sql {
-                    v["sql"] = match bfm_engine::render_step(s, &env) {
-                        Ok((text, _)) => json!(text),
-                        Err(e) => json!(format!("-- cannot render: {e}")),
-                    };
+                if let Some(text) = s.sql.as_ref().filter(|_| sql) {
+                    v["sql"] = json!(text.text());
                 }
                 v
             })
             .collect();
-        let skipped: Vec<serde_json::Value> =
-            plan.skipped.iter().map(|s| json!({"id": s.display_id(), "reason": s.reason.to_string()})).collect();
-        let errors: Vec<String> = plan.errors.iter().map(|e| e.to_string()).collect();
-        println!("{}", serde_json::to_string_pretty(&json!({"dry_run": true, "steps": steps, "skipped": skipped, "errors": errors}))?);
+        let skipped: Vec<serde_json::Value> = plan.skipped.iter().map(|s| json!({"id": s.id, "reason": s.reason.to_string()})).collect();
+        println!("{}", serde_json::to_string_pretty(&json!({"dry_run": true, "steps": steps, "skipped": skipped, "errors": plan.errors}))?);
     } else {
         if plan.steps.is_empty() {
             println!("Nothing to do.");
@@ -98,11 +93,11 @@ fn print_plan(engine: &Engine, prepared: &Prepared, sql: bool, json_out: bool) -
                 .map(|(i, s)| {
                     vec![
                         format!("{}", i + 1),
-                        s.display_id(),
-                        s.migration.connection.clone(),
+                        s.id.clone(),
+                        s.connection.clone(),
                         if s.schema.is_empty() { "-".into() } else { s.schema.clone() },
-                        if s.migration.transactional { "yes".into() } else { "no".into() },
-                        s.reason.to_string(),
+                        if s.transactional { "yes".into() } else { "no".into() },
+                        s.reason.clone(),
                     ]
                 })
                 .collect();
@@ -110,18 +105,17 @@ fn print_plan(engine: &Engine, prepared: &Prepared, sql: bool, json_out: bool) -
         }
         if sql {
             for (i, s) in plan.steps.iter().enumerate() {
-                println!("{}", style(format!("-- [{}] {} ({:?})", i + 1, s.display_id(), s.direction)).dim());
-                match bfm_engine::render_step(s, &env) {
-                    Ok((text, _)) => println!("{}\n", text.trim_end()),
-                    Err(e) => println!("-- cannot render: {e}\n"),
+                println!("{}", style(format!("-- [{}] {} ({:?})", i + 1, s.id, s.direction)).dim());
+                match &s.sql {
+                    Some(RenderedSql::Sql(text)) => println!("{}\n", text.trim_end()),
+                    Some(RenderedSql::CannotRender(e)) => println!("-- cannot render: {e}\n"),
+                    None => {}
                 }
             }
         }
-        let already = plan.skipped.iter().filter(|s| s.reason == bfm_core::SkipReason::AlreadyApplied).count();
-        for s in
-            plan.skipped.iter().filter(|s| s.reason != bfm_core::SkipReason::AlreadyApplied && s.reason != bfm_core::SkipReason::NotApplied)
-        {
-            println!("{} {}: {}", style("not run").yellow(), s.display_id(), s.reason);
+        let already = plan.skipped.iter().filter(|s| s.reason == SkipReason::AlreadyApplied).count();
+        for s in plan.notable_skips() {
+            println!("{} {}: {}", style("not run").yellow(), s.id, s.reason);
         }
         println!("{} step(s) planned, {} already applied.", plan.steps.len(), already);
         for e in &plan.errors {
@@ -131,10 +125,14 @@ fn print_plan(engine: &Engine, prepared: &Prepared, sql: bool, json_out: bool) -
     Ok(if plan.errors.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-async fn execute(engine: &Arc<Engine>, prepared: Prepared, options: RunOptions, json_out: bool) -> anyhow::Result<ExitCode> {
-    let progress = Progress::new(prepared.plan.steps.len(), json_out);
-    let report = engine.run(prepared, options, Some(progress.sink(json_out))).await?;
+async fn execute(service: &Service, planned: PlannedRun, json_out: bool) -> anyhow::Result<ExitCode> {
+    let progress = Progress::new(planned.plan().steps.len(), json_out);
+    let outcome = service.run(planned, RunHooks::progress(progress.sink(json_out))).await.map_err(cli_error)?;
     progress.finish();
+    let Some(report) = outcome.report else {
+        // Only dry runs come back without a report, and those are printed as plans.
+        return Ok(ExitCode::SUCCESS);
+    };
     if json_out {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -143,46 +141,39 @@ async fn execute(engine: &Arc<Engine>, prepared: Prepared, options: RunOptions, 
     Ok(if report.success { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-pub async fn up(engine: &Arc<Engine>, a: UpArgs, ctx: ExecutionContext, _plan_only: bool) -> anyhow::Result<ExitCode> {
+pub async fn up(service: &Service, a: UpArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
     let t = std::time::Instant::now();
+    let engine = service.engine();
     check_catalog(engine)?;
     // Recording the catalogue is not needed to plan or run: do it alongside.
     let sync = {
         let engine = engine.clone();
         tokio::spawn(async move { engine.sync_catalog().await })
     };
-    validate_schemas(&a.schemas)?;
-    let mut req = PlanRequest::up(selector(engine, &a.filters)?);
-    let selecting = a.schema_pattern.is_some() || a.tenants;
-    req.schemas = if selecting {
-        let connection = a.filters.connection.clone().ok_or_else(|| anyhow!("--schema-pattern and --tenants need --connection"))?;
-        let sel = bfm_engine::SchemaSelection { names: a.schemas.clone(), pattern: a.schema_pattern.clone(), tenants: a.tenants };
-        let schemas = engine.select_schemas(&connection, &sel).await?;
-        if !a.json {
-            eprintln!("{} schema(s) selected on {connection}", schemas.len());
-        }
-        schemas
-    } else {
-        a.schemas.clone()
+    if (a.schema_pattern.is_some() || a.tenants) && a.filters.connection.is_none() {
+        bail!("--schema-pattern and --tenants need --connection");
+    }
+    let req = UpRequest {
+        connection: None,
+        require_connection: false,
+        migrations: filter(&a.filters),
+        schemas: SchemaChoice { named: vec![(Field::Schemas, a.schemas.clone())], pattern: a.schema_pattern.clone(), tenants: a.tenants },
+        ignore_dependencies: a.ignore_dependencies,
+        allow_modified: a.allow_modified,
+        environment: engine.config().environment.clone(),
+        concurrency: a.concurrency,
+        dry_run: a.dry_run,
+        sql: a.sql,
+        skip_per_tenant: false,
     };
-    req.ignore_dependencies = a.ignore_dependencies;
-    req.allow_modified = a.allow_modified;
-    // Over all connections, per-tenant migrations without a schema are skipped, not errors.
-    req.missing_schema = if (a.filters.connection.is_some() || !a.filters.ids.is_empty()) && !(selecting && req.schemas.is_empty()) {
-        MissingSchema::Error
-    } else {
-        MissingSchema::Skip
-    };
-    let prepared = engine.prepare(&req).await?;
-    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, steps = prepared.plan.steps.len(), "planned");
-    let code = if a.dry_run {
-        print_plan(engine, &prepared, a.sql, a.json)?
-    } else {
-        let mut options = RunOptions::new(ctx, "migrate up");
-        options.concurrency = a.concurrency;
-        options.environment = engine.config().environment.clone();
-        execute(engine, prepared, options, a.json).await?
-    };
+    let planned = service.plan_up(req, RunLabel::new(Surface::Cli, "migrate up", ctx)).await.map_err(cli_error)?;
+    if let Some((connection, n)) = planned.selected_schemas()
+        && !a.json
+    {
+        eprintln!("{n} schema(s) selected on {connection}");
+    }
+    tracing::debug!(elapsed_ms = t.elapsed().as_millis() as u64, steps = planned.plan().steps.len(), "planned");
+    let code = if planned.dry_run() { print_plan(planned.plan(), a.sql, a.json)? } else { execute(service, planned, a.json).await? };
     match sync.await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => eprintln!("{} recording the catalogue in the state store failed: {e}", style("warning:").yellow().bold()),
@@ -191,44 +182,43 @@ pub async fn up(engine: &Arc<Engine>, a: UpArgs, ctx: ExecutionContext, _plan_on
     Ok(code)
 }
 
-pub async fn down(engine: &Arc<Engine>, a: DownArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
+pub async fn down(service: &Service, a: DownArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
+    let engine = service.engine();
     check_catalog(engine)?;
     record_catalog(engine).await?;
-    validate_schemas(&a.schemas)?;
     let mut filters = a.filters.clone();
     filters.ids.extend(a.migrations.iter().cloned());
     if filters.ids.is_empty() && filters.connection.is_none() && filters.version.is_none() && filters.tags.is_empty() {
         bail!("name what to roll back: migration ids, or --connection/--version/--tag");
     }
-    let mut req = PlanRequest::down(selector(engine, &filters)?);
-    req.schemas = a.schemas.clone();
-    req.cascade = a.cascade;
-    let prepared = engine.prepare(&req).await?;
-    if a.dry_run {
-        return print_plan(engine, &prepared, a.sql, a.json);
+    let req = DownRequest {
+        target: DownTarget::Filter(filter(&filters)),
+        schemas: a.schemas.clone(),
+        cascade: a.cascade,
+        dry_run: a.dry_run,
+        sql: a.sql,
+        environment: engine.config().environment.clone(),
+    };
+    let planned = service.plan_down(req, RunLabel::new(Surface::Cli, "migrate down", ctx)).await.map_err(cli_error)?;
+    if planned.dry_run() {
+        return print_plan(planned.plan(), a.sql, a.json);
     }
-    if !prepared.plan.errors.is_empty() && prepared.plan.steps.is_empty() {
-        for e in &prepared.plan.errors {
+    if !planned.plan().errors.is_empty() && planned.plan().steps.is_empty() {
+        for e in &planned.plan().errors {
             eprintln!("{} {e}", style("error:").red().bold());
         }
         return Ok(ExitCode::from(1));
     }
-    execute(engine, prepared, RunOptions::new(ctx, "migrate down"), a.json).await
+    execute(service, planned, a.json).await
 }
 
-pub async fn status(engine: &Arc<Engine>, a: StatusArgs) -> anyhow::Result<ExitCode> {
-    record_catalog(engine).await?;
-    if let Some(c) = &a.connection
-        && !engine.catalog().iter().any(|m| &m.connection == c)
-    {
-        engine.ensure_connection(c)?;
-    }
-    let mut rows = engine.status(&StatusFilter { connection: a.connection.clone(), schema: a.schema.clone(), migration_id: None }).await?;
-    if let Some(s) = &a.status {
-        rows.retain(|r| &r.status == s);
-    }
+pub async fn status(service: &Service, a: StatusArgs) -> anyhow::Result<ExitCode> {
+    record_catalog(service.engine()).await?;
+    let req = StatusRequest { connection: a.connection.clone(), schema: a.schema.clone(), status: a.status.clone() };
+    let summary = service.status_table(req).await.map_err(cli_error)?;
+    let rows = &summary.rows;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        println!("{}", serde_json::to_string_pretty(rows)?);
         return Ok(ExitCode::SUCCESS);
     }
     if rows.is_empty() {
@@ -250,47 +240,40 @@ pub async fn status(engine: &Arc<Engine>, a: StatusArgs) -> anyhow::Result<ExitC
         })
         .collect();
     println!("{}", table(&["VERSION", "NAME", "CONNECTION", "SCHEMA", "STATUS", "APPLIED AT", "ERROR"], &table_rows));
-    let count = |s: &str| rows.iter().filter(|r| r.status == s).count();
     println!(
         "{} applied, {} pending, {} failed, {} rolled back, {} modified, {} missing",
-        count("applied"),
-        count("pending"),
-        count("failed"),
-        count("rolled_back"),
-        count("modified"),
-        count("missing")
+        summary.count("applied"),
+        summary.count("pending"),
+        summary.count("failed"),
+        summary.count("rolled_back"),
+        summary.count("modified"),
+        summary.count("missing")
     );
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn retry(engine: &Arc<Engine>, a: IdArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
-    record_catalog(engine).await?;
-    if let Some(s) = &a.schema {
-        bfm_core::validate_schema_name(s).map_err(|e| anyhow!("--schema: {e}"))?;
-    }
-    let ids = engine.retry(&a.id, a.schema.as_deref(), ctx).await?;
+pub async fn retry(service: &Service, a: IdArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
+    record_catalog(service.engine()).await?;
+    let req = MigrationSchemaRequest { migration_id: a.id, schema: a.schema };
+    let ids = service.retry(req, RunLabel::new(Surface::Cli, "migrate retry", ctx)).await.map_err(cli_error)?;
     for id in ids {
         println!("{id}: marked pending; the next `bfm migrate up` runs it");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn accept_checksum(engine: &Arc<Engine>, a: IdArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
-    record_catalog(engine).await?;
-    let ids = engine.accept_checksum(&a.id, a.schema.as_deref(), ctx).await?;
+pub async fn accept_checksum(service: &Service, a: IdArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
+    record_catalog(service.engine()).await?;
+    let req = MigrationSchemaRequest { migration_id: a.id, schema: a.schema };
+    let ids = service.accept_checksum(req, RunLabel::new(Surface::Cli, "migrate accept-checksum", ctx)).await.map_err(cli_error)?;
     for id in ids {
         println!("{id}: current script accepted");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn order(engine: &Arc<Engine>, a: OrderArgs) -> anyhow::Result<ExitCode> {
-    let mut bases = Vec::new();
-    for id in &a.migrations {
-        let (m, _) = engine.resolve(id)?;
-        bases.push(m.id.clone());
-    }
-    let ordered = bfm_core::plan::order(&engine.catalog(), &bases).map_err(|e| anyhow!("{e}"))?;
+pub fn order(service: &Service, a: OrderArgs) -> anyhow::Result<ExitCode> {
+    let ordered = service.order(&a.migrations).map_err(cli_error)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&json!({"ordered_migration_ids": ordered}))?);
     } else {
@@ -301,13 +284,9 @@ pub fn order(engine: &Arc<Engine>, a: OrderArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn reconcile(engine: &Arc<Engine>, a: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    record_catalog(engine).await?;
-    let connections = a.connection.clone().map(|c| vec![c]);
-    if let Some(c) = &a.connection {
-        engine.ensure_connection(c)?;
-    }
-    let report = engine.reconcile(connections.as_deref()).await?;
+pub async fn reconcile(service: &Service, a: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    record_catalog(service.engine()).await?;
+    let report = service.reconcile(ReconcileRequest { connection: a.connection.clone() }).await.map_err(cli_error)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else if report.is_empty() {

@@ -6,7 +6,7 @@ mod serve;
 
 use crate::cli::{Cli, Command, Global, Migrate};
 use anyhow::Context;
-use bfm_engine::{Config, Engine, ExecutionContext, Overrides};
+use bfm_engine::{Config, Engine, ExecutionContext, Overrides, Service};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -46,19 +46,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let engine = open_engine(&cli.global).await?;
             let ctx = cli_context(command, &engine);
+            let service = Service::new(engine.clone());
             let result = match m {
-                Migrate::Up(a) => migrate::up(&engine, a, ctx, false).await,
+                Migrate::Up(a) => migrate::up(&service, a, ctx).await,
                 Migrate::Plan(mut a) => {
                     a.dry_run = true;
                     a.sql = true;
-                    migrate::up(&engine, a, ctx, true).await
+                    migrate::up(&service, a, ctx).await
                 }
-                Migrate::Down(a) => migrate::down(&engine, a, ctx).await,
-                Migrate::Status(a) => migrate::status(&engine, a).await,
-                Migrate::Retry(a) => migrate::retry(&engine, a, ctx).await,
-                Migrate::AcceptChecksum(a) => migrate::accept_checksum(&engine, a, ctx).await,
-                Migrate::Reconcile(a) => migrate::reconcile(&engine, a).await,
-                Migrate::Order(a) => migrate::order(&engine, a),
+                Migrate::Down(a) => migrate::down(&service, a, ctx).await,
+                Migrate::Status(a) => migrate::status(&service, a).await,
+                Migrate::Retry(a) => migrate::retry(&service, a, ctx).await,
+                Migrate::AcceptChecksum(a) => migrate::accept_checksum(&service, a, ctx).await,
+                Migrate::Reconcile(a) => migrate::reconcile(&service, a).await,
+                Migrate::Order(a) => migrate::order(&service, a),
             };
             engine.close().await;
             result
