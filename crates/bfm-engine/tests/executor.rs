@@ -4,8 +4,9 @@
 
 mod common;
 
-use bfm_core::{PlanRequest, Selector};
-use bfm_engine::{Engine, RunOptions, RunReport, StatusFilter, StepOutcomeKind, StepResult};
+use bfm_engine::service::request::{DownRequest, DownTarget, MigrationFilter, SchemaChoice, UpRequest};
+use bfm_engine::service::Field;
+use bfm_engine::{Engine, RunHooks, RunLabel, RunReport, Service, StatusFilter, StepOutcomeKind, StepResult, Surface};
 use bfm_state::HistoryFilter;
 use bfm_targets::{LedgerEntry, Target};
 use bfm_testkit::fake::{Behaviour, Call, FakeTarget, Gate};
@@ -54,10 +55,22 @@ fn dependency_tree() -> Tree {
     t
 }
 
-fn up_request(connection: &str, schemas: &[&str]) -> PlanRequest {
-    let mut req = PlanRequest::up(Selector { connection: Some(connection.into()), ..Default::default() });
-    req.schemas = schemas.iter().map(|s| s.to_string()).collect();
-    req
+fn up_request(connection: &str, schemas: &[&str]) -> UpRequest {
+    UpRequest {
+        connection: Some(connection.into()),
+        schemas: SchemaChoice::names(Field::Schemas, schemas.iter().map(|s| s.to_string()).collect()),
+        ..Default::default()
+    }
+}
+
+/// Run a request through the service, as every surface does.
+async fn up_with(e: &Arc<Engine>, req: UpRequest, hooks: RunHooks) -> RunReport {
+    let label = RunLabel::new(Surface::Cli, "test", ctx());
+    Service::new(e.clone()).up(req, label, hooks).await.unwrap().report.expect("a run, not a plan")
+}
+
+async fn up(e: &Arc<Engine>, connection: &str, schemas: &[&str]) -> RunReport {
+    up_with(e, up_request(connection, schemas), RunHooks::default()).await
 }
 
 fn step<'a>(r: &'a RunReport, id: &str) -> &'a StepResult {
@@ -84,7 +97,7 @@ async fn a_batch_failing_mid_way_keeps_what_ran_and_stops_only_its_chain() {
     org.on_statement("'x-b'", Behaviour::Fail("boom".into()));
     let t = tenant_tree();
     let e = fake_engine(&t, &[], &[&org]).await;
-    let r = e.run(e.prepare(&up_request("org", &["x", "y"])).await.unwrap(), RunOptions::new(ctx(), "test"), None).await.unwrap();
+    let r = up(&e, "org", &["x", "y"]).await;
 
     assert!(!r.success);
     assert_eq!(r.errors, vec![format!("x_{B}: statement 2 failed: boom")]);
@@ -125,12 +138,10 @@ async fn run_stopped_mid_way(stop: impl FnOnce(&Arc<Engine>, &Arc<AtomicBool>)) 
     let t = tenant_tree();
     let e = fake_engine(&t, &[], &[&org]).await;
     let cancel = Arc::new(AtomicBool::new(false));
-    let mut options = RunOptions::new(ctx(), "test");
-    options.cancel = Some(cancel.clone());
-    let prepared = e.prepare(&up_request("org", &["x", "y"])).await.unwrap();
+    let hooks = RunHooks { cancel: Some(cancel.clone()), ..Default::default() };
     let run = tokio::spawn({
         let e = e.clone();
-        async move { e.run(prepared, options, None).await.unwrap() }
+        async move { up_with(&e, up_request("org", &["x", "y"]), hooks).await }
     });
     tokio::time::timeout(Duration::from_secs(10), gate.arrived(2)).await.unwrap();
     stop(&e, &cancel);
@@ -175,7 +186,7 @@ async fn a_lock_held_elsewhere_fails_the_chain_and_runs_nothing() {
     org.hold_lock("x", None);
     let t = tenant_tree();
     let e = fake_engine(&t, &[("BFM_LOCK_TIMEOUT", "100ms")], &[&org]).await;
-    let r = e.run(e.prepare(&up_request("org", &["x", "y"])).await.unwrap(), RunOptions::new(ctx(), "test"), None).await.unwrap();
+    let r = up(&e, "org", &["x", "y"]).await;
     assert!(!r.success);
     for id in [A, B, C] {
         let s = step(&r, &format!("x_{id}"));
@@ -206,7 +217,7 @@ async fn a_step_the_ledger_records_is_skipped_its_state_corrected_and_its_depend
         run_id: "earlier".into(),
         applied_at: chrono::Utc::now(),
     });
-    let r = e.run(e.prepare(&up_request("org", &["x"])).await.unwrap(), RunOptions::new(ctx(), "test"), None).await.unwrap();
+    let r = up(&e, "org", &["x"]).await;
     assert!(r.success, "{:?}", r.errors);
     let s = step(&r, &bootstrap.id);
     assert_eq!((s.outcome, s.reason.as_str()), (StepOutcomeKind::Skipped, "already applied in the target (ledger)"));
@@ -226,12 +237,20 @@ async fn a_down_step_the_ledger_no_longer_records_is_skipped_and_marked_rolled_b
     let org = FakeTarget::new("org");
     let t = tenant_tree();
     let e = fake_engine(&t, &[], &[&org]).await;
-    let r = e.run(e.prepare(&up_request("org", &["x"])).await.unwrap(), RunOptions::new(ctx(), "test"), None).await.unwrap();
+    let r = up(&e, "org", &["x"]).await;
     assert!(r.success, "{:?}", r.errors);
     // Someone rolled c back behind bfm's back.
     org.remove_ledger("x", C);
-    let sel = Selector { ids: vec![(C.into(), Some("x".into()))], ..Default::default() };
-    let r = e.run(e.prepare(&PlanRequest::down(sel)).await.unwrap(), RunOptions::new(ctx(), "test down"), None).await.unwrap();
+    let down = DownRequest {
+        target: DownTarget::Filter(MigrationFilter { ids: vec![format!("x_{C}")], ..Default::default() }),
+        schemas: Vec::new(),
+        cascade: false,
+        dry_run: false,
+        sql: false,
+        environment: None,
+    };
+    let label = RunLabel::new(Surface::Cli, "test down", ctx());
+    let r = Service::new(e.clone()).down(down, label, RunHooks::default()).await.unwrap().report.expect("a run");
     assert!(r.success, "{:?}", r.errors);
     let s = step(&r, &format!("x_{C}"));
     assert_eq!((s.outcome, s.reason.as_str()), (StepOutcomeKind::Skipped, "not applied in the target (ledger)"));
@@ -247,7 +266,7 @@ async fn a_failed_dependency_blocks_its_dependants() {
     core.on_statement("bootstrap", Behaviour::Fail("no such thing".into()));
     let t = dependency_tree();
     let e = fake_engine(&t, &[], &[&core, &org]).await;
-    let r = e.run(e.prepare(&up_request("org", &["x", "y"])).await.unwrap(), RunOptions::new(ctx(), "test"), None).await.unwrap();
+    let r = up(&e, "org", &["x", "y"]).await;
     assert!(!r.success);
     assert_eq!(r.errors, vec!["20250101000000_bootstrap_postgresql_core: statement 1 failed: no such thing"]);
     for schema in ["x", "y"] {
@@ -269,9 +288,8 @@ async fn chains_of_a_connection_respect_the_concurrency_cap() {
     t.write("postgresql/org/20250101000000_a.up.sql", "SELECT '{{.Schema}}';");
     let e = fake_engine(&t, &[], &[&org]).await;
     let schemas = ["s1", "s2", "s3", "s4", "s5"];
-    let mut options = RunOptions::new(ctx(), "test");
-    options.concurrency = Some(2);
-    let r = e.run(e.prepare(&up_request("org", &schemas)).await.unwrap(), options, None).await.unwrap();
+    let req = UpRequest { concurrency: Some(2), ..up_request("org", &schemas) };
+    let r = up_with(&e, req, RunHooks::default()).await;
     assert!(r.success && r.applied.len() == 5, "{r:?}");
     assert_eq!(org.max_concurrent_steps(), 2);
     e.close().await;
@@ -283,12 +301,12 @@ async fn unmet_requirements_fail_the_step_before_it_runs() {
     let t = Tree::new();
     t.write("postgresql/org/20250101000000_a.up.sql", "-- bfm-requires-table: orgs\nSELECT 'needs orgs';");
     let e = fake_engine(&t, &[], &[&org]).await;
-    let r = e.run(e.prepare(&up_request("org", &["x"])).await.unwrap(), RunOptions::new(ctx(), "test"), None).await.unwrap();
+    let r = up(&e, "org", &["x"]).await;
     assert_eq!(r.errors, vec![format!("x_{A}: requirements not met: required table(s) missing: x.orgs")]);
     assert!(org.statements().is_empty());
 
     org.add_table("x", "orgs");
-    let r = e.run(e.prepare(&up_request("org", &["x"])).await.unwrap(), RunOptions::new(ctx(), "test"), None).await.unwrap();
+    let r = up(&e, "org", &["x"]).await;
     assert!(r.success, "{:?}", r.errors);
     e.close().await;
 }

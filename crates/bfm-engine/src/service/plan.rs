@@ -75,7 +75,7 @@ impl PlanView {
                     transactional: s.migration.transactional,
                     sql: sql_environment.map(|env| match crate::execute::render_step(s, env) {
                         Ok((text, _)) => RenderedSql::Sql(text),
-                        Err(e) => RenderedSql::CannotRender(e),
+                        Err(e) => RenderedSql::CannotRender(e.to_string()),
                     }),
                 })
                 .collect(),
