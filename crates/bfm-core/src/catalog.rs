@@ -451,22 +451,34 @@ fn read_text(path: &Path, c: &mut Collector) -> Option<Arc<str>> {
 /// Validate a script and compute its checksum; `None` if it has errors.
 fn check_script(path: &Path, text: &str, kind: BackendKind, transactional: bool, c: &mut Collector) -> Option<Checksum> {
     let before = c.diagnostics.len();
-    if let Err(e) = template::placeholders(text) {
-        c.error(path, e.line, e.message);
-    }
+    let placeholders_ok = match template::placeholders(text) {
+        Ok(_) => true,
+        Err(e) => {
+            c.error(path, e.line, e.message);
+            false
+        }
+    };
     let checksum = match kind.dialect() {
         Some(dialect) => match sql::split(text, dialect) {
             Ok(statements) => {
                 if statements.is_empty() {
                     c.warn(path, 1, "script has no statements");
                 }
-                if transactional && kind.dialect().is_some() && kind != BackendKind::Greptimedb {
-                    for s in statements.iter().filter(|s| sql::is_transaction_control(&s.text)) {
-                        c.warn(
-                            path,
-                            s.line,
-                            "transaction control statement inside a migration that bfm runs in its own transaction; remove it or add `-- bfm-no-transaction`",
-                        );
+                if placeholders_ok && let Err(e) = template::check_sql(text, dialect) {
+                    c.error(path, e.line, format!("template: {}", e.message));
+                }
+                if transactional && kind != BackendKind::Greptimedb {
+                    for s in &statements {
+                        if sql::transaction_control(&s.text, dialect).is_some_and(sql::TxControl::escapes_transaction) {
+                            let word = s.text.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+                            c.error(
+                                path,
+                                s.line,
+                                format!(
+                                    "`{word}` ends or replaces the transaction bfm runs this migration in: the rest of the step and its ledger row would run outside it; remove it, or add `-- bfm-no-transaction` to the script's header to run it without bfm's transaction"
+                                ),
+                            );
+                        }
                     }
                 }
                 Checksum::of_sql(text, dialect).ok()
@@ -792,5 +804,42 @@ mod tests {
         assert_eq!(found("core_core_20250101000000_boot").map(|f| f.1), Some(Some("core".into())));
         assert_eq!(found("20250101000000_boot_postgresql_core_rollback").map(|f| f.1), Some(None));
         assert_eq!(cat.lookup("nope"), Lookup::NotFound);
+    }
+
+    #[test]
+    fn transaction_control_in_a_transactional_migration_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        write(r, "postgresql/core/20250101000000_a.up.sql", "INSERT INTO t VALUES (1);\nCOMMIT;\nINSERT INTO t VALUES (2);");
+        write(r, "postgresql/core/20250101000001_b.up.sql", "SELECT 1;\n\nABORT;");
+        write(r, "postgresql/core/20250101000002_c.up.sql", "-- bfm-no-transaction\nCOMMIT;\nVACUUM t;");
+        write(
+            r,
+            "postgresql/core/20250101000003_d.up.sql",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; END;\n\
+             DO $$ BEGIN IF true THEN PERFORM 1; END IF; END $$;\nSAVEPOINT s;\nROLLBACK TO SAVEPOINT s;\nRELEASE s;",
+        );
+        write(r, "mysql/app/20250101000004_e.up.sql", "START TRANSACTION;\nUPDATE t SET a = 5--1;");
+        let (cat, diags) = load_dir(r);
+        let errors: Vec<String> = diags.iter().filter(|d| d.severity == Severity::Error).map(|d| d.to_string()).collect();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[0].contains("20250101000004_e.up.sql:1: `START` ends or replaces the transaction"), "{errors:#?}");
+        assert!(errors[1].contains("20250101000000_a.up.sql:2: `COMMIT`") && errors[1].contains("-- bfm-no-transaction"), "{errors:#?}");
+        assert!(errors[2].contains("20250101000001_b.up.sql:3: `ABORT`"), "{errors:#?}");
+        assert!(cat.get("20250101000000_a_postgresql_core").is_none());
+        assert!(cat.get("20250101000002_c_postgresql_core").is_some());
+        assert!(cat.get("20250101000003_d_postgresql_core").is_some());
+    }
+
+    #[test]
+    fn template_placeholders_where_no_value_may_go_fail_at_load() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "mysql/app/20250101000000_a.up.sql", "SELECT 1;\nSELECT /*! {{.Environment}} */ 1;");
+        let (cat, diags) = load_dir(d.path());
+        assert!(cat.is_empty());
+        assert!(
+            diags.iter().any(|d| d.severity == Severity::Error && d.to_string().contains("20250101000000_a.up.sql:2: template:")),
+            "{diags:?}"
+        );
     }
 }

@@ -556,6 +556,49 @@ mod tests {
         assert!(is_transaction_control("begin"));
         assert!(is_transaction_control("START TRANSACTION"));
         assert!(!is_transaction_control("CREATE TABLE begin_x (a int)"));
+        let kind = |s: &str| transaction_control(s, Dialect::Postgres);
+        assert_eq!(kind("ABORT"), Some(TxControl::Rollback));
+        assert_eq!(kind("end transaction"), Some(TxControl::Commit));
+        assert_eq!(kind("/* x */ COMMIT -- y"), Some(TxControl::Commit));
+        assert_eq!(kind("PREPARE TRANSACTION 'x'"), Some(TxControl::TwoPhase));
+        assert_eq!(kind("COMMIT PREPARED 'x'"), Some(TxControl::TwoPhase));
+        assert_eq!(kind("ROLLBACK PREPARED 'x'"), Some(TxControl::TwoPhase));
+        assert_eq!(kind("ROLLBACK TO SAVEPOINT a"), Some(TxControl::Savepoint));
+        assert_eq!(kind("ROLLBACK WORK TO a"), Some(TxControl::Savepoint));
+        assert_eq!(kind("RELEASE SAVEPOINT a"), Some(TxControl::Savepoint));
+        assert_eq!(kind("PREPARE q AS SELECT 1"), None);
+        assert_eq!(transaction_control("XA START 'x'", Dialect::MySql), Some(TxControl::TwoPhase));
+        assert!(!TxControl::Savepoint.escapes_transaction() && TxControl::Commit.escapes_transaction());
+        // BEGIN … END of a SQL-standard body, with a CASE … END inside, is one CREATE statement.
+        let src = "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; END; SELECT 1;";
+        let flagged: Vec<_> = split(src, Dialect::Postgres).unwrap().into_iter().filter_map(|s| kind(&s.text)).collect();
+        assert!(flagged.is_empty(), "{flagged:?}");
+    }
+
+    #[test]
+    fn mysql_double_dash_needs_a_blank_to_start_a_comment() {
+        assert_eq!(texts("SELECT 5--1;", Dialect::MySql), vec!["SELECT 5--1"]);
+        assert_eq!(
+            texts(
+                "SELECT 5 -- 1
+;",
+                Dialect::MySql
+            ),
+            vec!["SELECT 5"]
+        );
+        assert_eq!(texts("SELECT 5 --\tx\n;", Dialect::MySql), vec!["SELECT 5"]);
+        assert_eq!(texts("SELECT 5;--", Dialect::MySql), vec!["SELECT 5"]);
+        assert_eq!(normalise("SELECT 5--1", Dialect::MySql).unwrap(), vec!["SELECT 5--1"]);
+        // Elsewhere `--` always starts a comment.
+        assert_eq!(texts("SELECT 5--1\n;", Dialect::Postgres), vec!["SELECT 5"]);
+    }
+
+    #[test]
+    fn escape_strings_are_one_token() {
+        let t = tokenize("SELECT E'a\\'b' x", Dialect::Postgres).unwrap();
+        assert_eq!(t[2].kind, TokenKind::Literal);
+        assert_eq!((t[2].start, t[2].end), (7, 14));
+        assert_eq!(normalise("SELECT e'x'", Dialect::Postgres).unwrap(), vec!["SELECT e'x'"]);
     }
 
     #[test]

@@ -196,13 +196,7 @@ fn plain_kind(kind: TokenKind) -> bool {
 
 /// Render `src` (whose placeholders are `found`); `line0` is the line of `src`'s first byte in
 /// the whole script, for error messages.
-fn render_tokens(
-    src: &str,
-    dialect: Dialect,
-    vars: &Vars<'_>,
-    found: &[Placeholder],
-    line0: usize,
-) -> Result<String, TemplateError> {
+fn render_tokens(src: &str, dialect: Dialect, vars: &Vars<'_>, found: &[Placeholder], line0: usize) -> Result<String, TemplateError> {
     let lex_error = |e: sql::LexError| TemplateError { line: line0 + e.line, message: e.message };
     let tokens = sql::tokenize(src, dialect).map_err(lex_error)?;
     let fail = |at: usize, message: String| TemplateError { line: line0 + line_at(src, at), message };
@@ -231,7 +225,10 @@ fn render_tokens(
                 last += 1;
             }
             if tokens[ti..=last.min(tokens.len() - 1)].iter().any(|x| !plain_kind(x.kind)) || last >= tokens.len() {
-                return Err(fail(p.start, "a template placeholder must stand wholly inside one literal, identifier or comment, or wholly outside them".into()));
+                return Err(fail(
+                    p.start,
+                    "a template placeholder must stand wholly inside one literal, identifier or comment, or wholly outside them".into(),
+                ));
             }
             let value = checked_value(vars.get(p.var), p, &fail)?;
             let rendered = if p.var.is_identifier() { dialect.quote_ident(value) } else { dialect.quote_literal(value) };
@@ -251,7 +248,10 @@ fn render_tokens(
         }
         if inside.len() != found[pi..].iter().take_while(|p| p.start < t.end).count() {
             let p = found[pi..].iter().find(|p| p.start < t.end && p.end > t.end).unwrap_or(&found[pi]);
-            return Err(fail(p.start, "a template placeholder must stand wholly inside one literal, identifier or comment, or wholly outside them".into()));
+            return Err(fail(
+                p.start,
+                "a template placeholder must stand wholly inside one literal, identifier or comment, or wholly outside them".into(),
+            ));
         }
         let start = out.len();
         if inside.is_empty() {
@@ -316,11 +316,7 @@ fn verify(out: &str, dialect: Dialect, expected: &[Expected]) -> Result<(), usiz
     }
 }
 
-fn checked_value<'v>(
-    value: &'v str,
-    p: &Placeholder,
-    fail: &dyn Fn(usize, String) -> TemplateError,
-) -> Result<&'v str, TemplateError> {
+fn checked_value<'v>(value: &'v str, p: &Placeholder, fail: &dyn Fn(usize, String) -> TemplateError) -> Result<&'v str, TemplateError> {
     if value.contains('\0') {
         return Err(fail(p.start, format!("the value of {{{{.{:?}}}}} contains NUL", p.var)));
     }
@@ -341,7 +337,9 @@ fn escape_for(context: Context, value: &str) -> Result<String, String> {
         Context::Ident { brackets: true, .. } if value.contains(']') => Err("a value with `]` cannot be placed in a […] identifier".into()),
         Context::Ident { brackets: true, .. } => Ok(value.to_string()),
         Context::Ident { close, .. } => Ok(value.replace(close, &format!("{close}{close}"))),
-        Context::LineComment if control(value) => Err("a value with a line break or control character cannot be placed in a comment".into()),
+        Context::LineComment if control(value) => {
+            Err("a value with a line break or control character cannot be placed in a comment".into())
+        }
         Context::LineComment => Ok(value.to_string()),
         Context::BlockComment if control(value) || value.contains("*/") || value.contains("/*") => {
             Err("a value with `/*`, `*/` or a control character cannot be placed in a block comment".into())
@@ -370,10 +368,8 @@ fn render_dollar(
     let shifted: Vec<Placeholder> =
         inside.iter().map(|p| Placeholder { start: p.start - body_start, end: p.end - body_start, var: p.var }).collect();
     let body_line0 = line0 + line_at(src, body_start) - 1;
-    let rendered = render_tokens(body, dialect, vars, &shifted, body_line0).map_err(|e| TemplateError {
-        line: e.line,
-        message: format!("in the {tag} body: {}", e.message),
-    })?;
+    let rendered = render_tokens(body, dialect, vars, &shifted, body_line0)
+        .map_err(|e| TemplateError { line: e.line, message: format!("in the {tag} body: {}", e.message) })?;
     let closed = format!("{rendered}{tag}");
     if closed.find(tag) != Some(rendered.len()) {
         return Err(TemplateError {
@@ -477,5 +473,90 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v[0]["key"], "a\"b/x");
         assert_eq!(v[0]["value"], "20250101000000");
+    }
+
+    fn env(value: &str) -> Vars<'_> {
+        Vars { environment: value, ..vars() }
+    }
+
+    #[test]
+    fn values_in_comments_cannot_end_them() {
+        let src = "-- deployed to {{.Environment}}\nSELECT 1;";
+        assert_eq!(render_sql(src, Dialect::Postgres, &env("prod")).unwrap(), "-- deployed to prod\nSELECT 1;");
+        for d in [Dialect::Postgres, Dialect::MySql, Dialect::Sqlite, Dialect::Greptime] {
+            assert!(render_sql(src, d, &env("x\nDROP TABLE users; --")).is_err(), "{d:?}");
+            assert!(render_sql(src, d, &env("x\rDROP TABLE users")).is_err(), "{d:?}");
+            let block = "/* {{.Environment}} */ SELECT 1;";
+            assert!(render_sql(block, d, &env("*/ DROP TABLE users; /*")).is_err(), "{d:?}");
+            assert_eq!(render_sql(block, d, &env("prod")).unwrap(), "/* prod */ SELECT 1;");
+        }
+        // Nested block comments on PostgreSQL: an opening `/*` would swallow the rest.
+        assert!(render_sql("/* {{.Environment}} */ SELECT 1;", Dialect::Postgres, &env("/*")).is_err());
+        assert!(render_sql("# {{.Environment}}\nSELECT 1;", Dialect::MySql, &env("a\nDROP TABLE t")).is_err());
+    }
+
+    #[test]
+    fn escape_strings_double_backslashes() {
+        let out = render_sql("SELECT E'{{.Environment}}';", Dialect::Postgres, &env("x\\")).unwrap();
+        assert_eq!(out, "SELECT E'x\\\\';");
+        let out = render_sql("SELECT E'{{.Environment}}'; SELECT 2;", Dialect::Postgres, &env("\\'; DROP TABLE t; --")).unwrap();
+        assert_eq!(crate::sql::split(&out, Dialect::Postgres).unwrap().len(), 2, "{out}");
+        // Without the E, backslashes are plain characters (standard_conforming_strings).
+        assert_eq!(render_sql("SELECT '{{.Environment}}';", Dialect::Postgres, &env("a\\b")).unwrap(), "SELECT 'a\\b';");
+        assert!(render_sql("SELECT U&'{{.Environment}}';", Dialect::Postgres, &env("\\0041")).is_err());
+    }
+
+    #[test]
+    fn dollar_quoted_bodies_are_sql_and_keep_their_tag() {
+        let src = "CREATE FUNCTION f() RETURNS text LANGUAGE plpgsql AS $fn$\nBEGIN\n  RETURN '{{.Environment}}';\nEND\n$fn$;";
+        let out = render_sql(src, Dialect::Postgres, &env("it's")).unwrap();
+        assert!(out.contains("RETURN 'it''s';"), "{out}");
+        assert!(render_sql(src, Dialect::Postgres, &env("$fn$; DROP TABLE users; --")).is_err());
+        let e = render_sql("DO $$ BEGIN PERFORM '{{.Environment}}'; END $$;", Dialect::Postgres, &env("$$")).unwrap_err();
+        assert!(e.message.contains("end the $$-quoted body"), "{e}");
+        // A tag formed with the closing `$`.
+        assert!(render_sql("SELECT $$ -- {{.Environment}}$$;", Dialect::Postgres, &env("$")).is_err());
+        // Bare in a body, a value is quoted as in plain SQL.
+        let out = render_sql("DO $$ BEGIN RAISE NOTICE '%', {{.Environment}}; END $$;", Dialect::Postgres, &env("a'b")).unwrap();
+        assert_eq!(out, "DO $$ BEGIN RAISE NOTICE '%', 'a''b'; END $$;");
+        // The line of an error inside a body counts from the script's start.
+        let e = render_sql("SELECT 1;\nDO $$\nBEGIN\n-- {{.Environment}}\nEND $$;", Dialect::Postgres, &env("a\nb")).unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+    }
+
+    #[test]
+    fn identifiers_that_cannot_escape_their_quote_refuse_it() {
+        assert!(render_sql("SELECT * FROM [{{.Schema}}];", Dialect::Sqlite, &Vars { schema: "a]; DROP TABLE t; --", ..vars() }).is_err());
+        assert_eq!(
+            render_sql("SELECT * FROM [{{.Schema}}];", Dialect::Sqlite, &Vars { schema: "a\"b", ..vars() }).unwrap(),
+            "SELECT * FROM [a\"b];"
+        );
+        assert_eq!(
+            render_sql("SELECT * FROM `{{.Schema}}`;", Dialect::MySql, &Vars { schema: "a`b", ..vars() }).unwrap(),
+            "SELECT * FROM `a``b`;"
+        );
+    }
+
+    #[test]
+    fn mysql_double_quoted_strings_escape_backslashes() {
+        let out = render_sql("SELECT \"{{.Environment}}\"; SELECT 2;", Dialect::MySql, &env("\\\"; DROP TABLE t; #")).unwrap();
+        assert_eq!(crate::sql::split(&out, Dialect::MySql).unwrap().len(), 2, "{out}");
+    }
+
+    #[test]
+    fn placeholders_where_no_value_may_go_are_refused() {
+        assert!(render_sql("SELECT /*! {{.Environment}} */ 1;", Dialect::MySql, &env("prod")).is_err());
+        assert!(render_sql("SELECT /*+ {{.Environment}} */ 1;", Dialect::MySql, &env("prod")).is_err());
+        assert!(render_sql("SELECT 1;", Dialect::MySql, &env("\0")).is_ok());
+        assert!(render_sql("SELECT '{{.Environment}}';", Dialect::MySql, &env("a\0b")).is_err());
+        // Glued to a prefix that would change the literal's kind: the structure check refuses it.
+        assert!(render_sql("SELECT E{{.Environment}};", Dialect::Postgres, &env("prod")).is_err());
+    }
+
+    #[test]
+    fn load_time_check_names_the_line() {
+        let e = check_sql("SELECT 1;\nSELECT /*! {{.Environment}} */ 2;", Dialect::MySql).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(check_sql("SELECT '{{.Environment}}', {{.Schema}};", Dialect::Postgres).is_ok());
     }
 }

@@ -325,6 +325,10 @@ impl Config {
                 ["sfm", "../sfm"].iter().map(PathBuf::from).find(|p| p.is_dir())
             });
 
+        let environment = overrides.environment.clone().or_else(|| get("BFM_ENVIRONMENT")).or(file.environment);
+        if let Some(e) = &environment {
+            bfm_core::validate_environment(e).map_err(|m| invalid("BFM_ENVIRONMENT", m))?;
+        }
         Ok(Config {
             sfm_path,
             state,
@@ -332,7 +336,7 @@ impl Config {
             pool,
             lock_timeout,
             concurrency,
-            environment: overrides.environment.clone().or_else(|| get("BFM_ENVIRONMENT")).or(file.environment),
+            environment,
             env,
         })
     }
