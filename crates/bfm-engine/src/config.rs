@@ -329,16 +329,7 @@ impl Config {
         if let Some(e) = &environment {
             bfm_core::validate_environment(e).map_err(|m| invalid("BFM_ENVIRONMENT", m))?;
         }
-        Ok(Config {
-            sfm_path,
-            state,
-            connections,
-            pool,
-            lock_timeout,
-            concurrency,
-            environment,
-            env,
-        })
+        Ok(Config { sfm_path, state, connections, pool, lock_timeout, concurrency, environment, env })
     }
 }
 
