@@ -70,6 +70,9 @@ pub struct Catalog {
     /// the migrations of one version are a contiguous run sorted by id. (Hash indexes beside it
     /// cost about a quarter of the catalogue's memory.)
     migrations: Vec<Arc<Migration>>,
+    /// The longest id: a user's input can only end in an id (or a `{version}_{name}`) within
+    /// that many bytes of its end, so lookups try no suffix longer than this.
+    max_id_len: usize,
 }
 
 /// The result of looking up a migration id given by a user.
@@ -88,7 +91,8 @@ impl Catalog {
         let mut arcs = Vec::with_capacity(migrations.len());
         arcs.extend(migrations.into_iter().map(Arc::new));
         let migrations = arcs;
-        Catalog { migrations }
+        let max_id_len = migrations.iter().map(|m| m.id.len()).max().unwrap_or(0);
+        Catalog { migrations, max_id_len }
     }
 
     pub fn len(&self) -> usize {
@@ -127,12 +131,21 @@ impl Catalog {
     /// Migrations written `{version}_{name}` (the version exactly as in their file names).
     fn by_version_name(&self, key: &str) -> Vec<usize> {
         let Some((start, block)) = self.version_block(key) else { return Vec::new() };
-        let prefix = format!("{key}_");
-        // Ids with a common prefix are contiguous in the id-sorted block.
-        let from = block.partition_point(|m| m.id.as_str() < prefix.as_str());
+        // Ids with the common prefix `{key}_` are contiguous in the id-sorted block. Compared
+        // without building the prefix: callers try every suffix of a user's input, and a copy per
+        // suffix would make a long input quadratic.
+        let has_prefix = |id: &str| id.len() > key.len() && id.starts_with(key) && id.as_bytes()[key.len()] == b'_';
+        let from = block.partition_point(|m| {
+            let id = m.id.as_bytes();
+            let n = id.len().min(key.len());
+            match id[..n].cmp(&key.as_bytes()[..n]) {
+                std::cmp::Ordering::Equal => id.len() <= key.len() || id[key.len()] < b'_',
+                o => o.is_lt(),
+            }
+        });
         block[from..]
             .iter()
-            .take_while(|m| m.id.starts_with(&prefix))
+            .take_while(|m| has_prefix(&m.id))
             .enumerate()
             .filter(|(_, m)| {
                 key.len() == m.version.as_str().len() + 1 + m.name.len()
@@ -164,7 +177,10 @@ impl Catalog {
         if let Some(i) = self.index_of(input) {
             return Lookup::Found { migration: self.migrations[i].clone(), schema: None };
         }
-        for (pos, _) in input.match_indices('_') {
+        // Underscores far enough from the end for the rest to be an id or a legacy suffix.
+        let from = (input.len().saturating_sub(self.max_id_len + 1)..=input.len()).find(|&i| input.is_char_boundary(i)).unwrap_or(0);
+        let underscores = || input[from..].match_indices('_').map(move |(p, _)| from + p);
+        for pos in underscores() {
             let (prefix, rest) = (&input[..pos], &input[pos + 1..]);
             if prefix.is_empty() {
                 continue;
@@ -175,7 +191,7 @@ impl Catalog {
         }
         // Legacy forms: find where a `{version}_{name}` suffix starts.
         let mut found: Vec<(usize, Option<String>)> = Vec::new();
-        let starts = std::iter::once(0).chain(input.match_indices('_').map(|(p, _)| p + 1));
+        let starts = std::iter::once(0).filter(|_| from == 0).chain(underscores().map(|p| p + 1));
         for start in starts {
             let candidates = self.by_version_name(&input[start..]);
             let prefix = if start == 0 { "" } else { &input[..start - 1] };
