@@ -167,7 +167,8 @@ enum Context {
 
 fn context_of(src: &str, dialect: Dialect, t: &Token) -> Context {
     let text = &src[t.start..t.end];
-    let unicode_prefix = dialect == Dialect::Postgres && t.start >= 2 && src[..t.start].to_ascii_uppercase().ends_with("U&");
+    let before = &src.as_bytes()[..t.start];
+    let unicode_prefix = dialect == Dialect::Postgres && before.len() >= 2 && before[before.len() - 2..].eq_ignore_ascii_case(b"U&");
     match t.kind {
         TokenKind::Space | TokenKind::Word | TokenKind::Terminator => Context::Plain,
         TokenKind::Other if text.starts_with("/*") => Context::Refused("a MySQL executable comment or optimizer hint"),
