@@ -480,6 +480,9 @@ fn check_script(path: &Path, text: &str, kind: BackendKind, transactional: bool,
                 if statements.is_empty() {
                     c.warn(path, 1, "script has no statements");
                 }
+                if dialect == sql::Dialect::MySql {
+                    warn_dash_lines(path, text, c);
+                }
                 if placeholders_ok && let Err(e) = template::check_sql(text, dialect) {
                     c.error(path, e.line, format!("template: {}", e.message));
                 }
@@ -519,6 +522,18 @@ fn check_script(path: &Path, text: &str, kind: BackendKind, transactional: bool,
         }
     };
     (c.diagnostics[before..].iter().all(|d| d.severity == Severity::Warning)).then_some(checksum).flatten()
+}
+
+/// On MySQL a line like `--comment` or `-----` is not (wholly) a comment: the server reads the
+/// dashes before the last `-- ` as minus signs. Such lines were comments to bfm before it read
+/// MySQL's rule, so say so where they stand.
+fn warn_dash_lines(path: &Path, text: &str, c: &mut Collector) {
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with("--") && t.as_bytes().get(2).is_some_and(|b| *b > b' ' && *b != 0x7f) {
+            c.warn(path, i + 1, "on MySQL `--` starts a comment only before a blank: this line is SQL (write `-- ` to make it a comment)");
+        }
+    }
 }
 
 fn build(g: Group, options: &LoadOptions, c: &mut Collector) -> Option<Migration> {
@@ -845,6 +860,16 @@ mod tests {
         assert!(cat.get("20250101000000_a_postgresql_core").is_none());
         assert!(cat.get("20250101000002_c_postgresql_core").is_some());
         assert!(cat.get("20250101000003_d_postgresql_core").is_some());
+    }
+
+    #[test]
+    fn mysql_dash_lines_that_are_not_comments_are_warned_about() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "mysql/app/20250101000000_a.up.sql", "-- fine\n--------\nSELECT 5--1;\n--x\n");
+        let (cat, diags) = load_dir(d.path());
+        assert_eq!(cat.len(), 1);
+        let lines: Vec<usize> = diags.iter().filter(|d| d.severity == Severity::Warning).map(|d| d.line).collect();
+        assert_eq!(lines, vec![2, 4], "{diags:?}");
     }
 
     #[test]
