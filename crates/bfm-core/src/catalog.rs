@@ -70,6 +70,9 @@ pub struct Catalog {
     /// the migrations of one version are a contiguous run sorted by id. (Hash indexes beside it
     /// cost about a quarter of the catalogue's memory.)
     migrations: Vec<Arc<Migration>>,
+    /// The longest id: a user's input can only end in an id (or a `{version}_{name}`) within
+    /// that many bytes of its end, so lookups try no suffix longer than this.
+    max_id_len: usize,
 }
 
 /// The result of looking up a migration id given by a user.
@@ -88,7 +91,8 @@ impl Catalog {
         let mut arcs = Vec::with_capacity(migrations.len());
         arcs.extend(migrations.into_iter().map(Arc::new));
         let migrations = arcs;
-        Catalog { migrations }
+        let max_id_len = migrations.iter().map(|m| m.id.len()).max().unwrap_or(0);
+        Catalog { migrations, max_id_len }
     }
 
     pub fn len(&self) -> usize {
@@ -127,12 +131,21 @@ impl Catalog {
     /// Migrations written `{version}_{name}` (the version exactly as in their file names).
     fn by_version_name(&self, key: &str) -> Vec<usize> {
         let Some((start, block)) = self.version_block(key) else { return Vec::new() };
-        let prefix = format!("{key}_");
-        // Ids with a common prefix are contiguous in the id-sorted block.
-        let from = block.partition_point(|m| m.id.as_str() < prefix.as_str());
+        // Ids with the common prefix `{key}_` are contiguous in the id-sorted block. Compared
+        // without building the prefix: callers try every suffix of a user's input, and a copy per
+        // suffix would make a long input quadratic.
+        let has_prefix = |id: &str| id.len() > key.len() && id.starts_with(key) && id.as_bytes()[key.len()] == b'_';
+        let from = block.partition_point(|m| {
+            let id = m.id.as_bytes();
+            let n = id.len().min(key.len());
+            match id[..n].cmp(&key.as_bytes()[..n]) {
+                std::cmp::Ordering::Equal => id.len() <= key.len() || id[key.len()] < b'_',
+                o => o.is_lt(),
+            }
+        });
         block[from..]
             .iter()
-            .take_while(|m| m.id.starts_with(&prefix))
+            .take_while(|m| has_prefix(&m.id))
             .enumerate()
             .filter(|(_, m)| {
                 key.len() == m.version.as_str().len() + 1 + m.name.len()
@@ -164,7 +177,10 @@ impl Catalog {
         if let Some(i) = self.index_of(input) {
             return Lookup::Found { migration: self.migrations[i].clone(), schema: None };
         }
-        for (pos, _) in input.match_indices('_') {
+        // Underscores far enough from the end for the rest to be an id or a legacy suffix.
+        let from = (input.len().saturating_sub(self.max_id_len + 1)..=input.len()).find(|&i| input.is_char_boundary(i)).unwrap_or(0);
+        let underscores = || input[from..].match_indices('_').map(move |(p, _)| from + p);
+        for pos in underscores() {
             let (prefix, rest) = (&input[..pos], &input[pos + 1..]);
             if prefix.is_empty() {
                 continue;
@@ -175,7 +191,7 @@ impl Catalog {
         }
         // Legacy forms: find where a `{version}_{name}` suffix starts.
         let mut found: Vec<(usize, Option<String>)> = Vec::new();
-        let starts = std::iter::once(0).chain(input.match_indices('_').map(|(p, _)| p + 1));
+        let starts = std::iter::once(0).filter(|_| from == 0).chain(underscores().map(|p| p + 1));
         for start in starts {
             let candidates = self.by_version_name(&input[start..]);
             let prefix = if start == 0 { "" } else { &input[..start - 1] };
@@ -451,22 +467,37 @@ fn read_text(path: &Path, c: &mut Collector) -> Option<Arc<str>> {
 /// Validate a script and compute its checksum; `None` if it has errors.
 fn check_script(path: &Path, text: &str, kind: BackendKind, transactional: bool, c: &mut Collector) -> Option<Checksum> {
     let before = c.diagnostics.len();
-    if let Err(e) = template::placeholders(text) {
-        c.error(path, e.line, e.message);
-    }
+    let placeholders_ok = match template::placeholders(text) {
+        Ok(_) => true,
+        Err(e) => {
+            c.error(path, e.line, e.message);
+            false
+        }
+    };
     let checksum = match kind.dialect() {
         Some(dialect) => match sql::split(text, dialect) {
             Ok(statements) => {
                 if statements.is_empty() {
                     c.warn(path, 1, "script has no statements");
                 }
-                if transactional && kind.dialect().is_some() && kind != BackendKind::Greptimedb {
-                    for s in statements.iter().filter(|s| sql::is_transaction_control(&s.text)) {
-                        c.warn(
-                            path,
-                            s.line,
-                            "transaction control statement inside a migration that bfm runs in its own transaction; remove it or add `-- bfm-no-transaction`",
-                        );
+                if dialect == sql::Dialect::MySql {
+                    warn_dash_lines(path, text, c);
+                }
+                if placeholders_ok && let Err(e) = template::check_sql(text, dialect) {
+                    c.error(path, e.line, format!("template: {}", e.message));
+                }
+                if transactional && kind != BackendKind::Greptimedb {
+                    for s in &statements {
+                        if sql::transaction_control(&s.text, dialect).is_some_and(sql::TxControl::escapes_transaction) {
+                            let word = s.text.split_whitespace().next().unwrap_or_default().to_ascii_uppercase();
+                            c.error(
+                                path,
+                                s.line,
+                                format!(
+                                    "`{word}` ends or replaces the transaction bfm runs this migration in: the rest of the step and its ledger row would run outside it; remove it, or add `-- bfm-no-transaction` to the script's header to run it without bfm's transaction"
+                                ),
+                            );
+                        }
                     }
                 }
                 Checksum::of_sql(text, dialect).ok()
@@ -491,6 +522,18 @@ fn check_script(path: &Path, text: &str, kind: BackendKind, transactional: bool,
         }
     };
     (c.diagnostics[before..].iter().all(|d| d.severity == Severity::Warning)).then_some(checksum).flatten()
+}
+
+/// On MySQL a line like `--comment` or `-----` is not (wholly) a comment: the server reads the
+/// dashes before the last `-- ` as minus signs. Such lines were comments to bfm before it read
+/// MySQL's rule, so say so where they stand.
+fn warn_dash_lines(path: &Path, text: &str, c: &mut Collector) {
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim_start();
+        if t.starts_with("--") && t.as_bytes().get(2).is_some_and(|b| *b > b' ' && *b != 0x7f) {
+            c.warn(path, i + 1, "on MySQL `--` starts a comment only before a blank: this line is SQL (write `-- ` to make it a comment)");
+        }
+    }
 }
 
 fn build(g: Group, options: &LoadOptions, c: &mut Collector) -> Option<Migration> {
@@ -792,5 +835,52 @@ mod tests {
         assert_eq!(found("core_core_20250101000000_boot").map(|f| f.1), Some(Some("core".into())));
         assert_eq!(found("20250101000000_boot_postgresql_core_rollback").map(|f| f.1), Some(None));
         assert_eq!(cat.lookup("nope"), Lookup::NotFound);
+    }
+
+    #[test]
+    fn transaction_control_in_a_transactional_migration_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        write(r, "postgresql/core/20250101000000_a.up.sql", "INSERT INTO t VALUES (1);\nCOMMIT;\nINSERT INTO t VALUES (2);");
+        write(r, "postgresql/core/20250101000001_b.up.sql", "SELECT 1;\n\nABORT;");
+        write(r, "postgresql/core/20250101000002_c.up.sql", "-- bfm-no-transaction\nCOMMIT;\nVACUUM t;");
+        write(
+            r,
+            "postgresql/core/20250101000003_d.up.sql",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; END;\n\
+             DO $$ BEGIN IF true THEN PERFORM 1; END IF; END $$;\nSAVEPOINT s;\nROLLBACK TO SAVEPOINT s;\nRELEASE s;",
+        );
+        write(r, "mysql/app/20250101000004_e.up.sql", "START TRANSACTION;\nUPDATE t SET a = 5--1;");
+        let (cat, diags) = load_dir(r);
+        let errors: Vec<String> = diags.iter().filter(|d| d.severity == Severity::Error).map(|d| d.to_string()).collect();
+        assert_eq!(errors.len(), 3, "{errors:#?}");
+        assert!(errors[0].contains("20250101000004_e.up.sql:1: `START` ends or replaces the transaction"), "{errors:#?}");
+        assert!(errors[1].contains("20250101000000_a.up.sql:2: `COMMIT`") && errors[1].contains("-- bfm-no-transaction"), "{errors:#?}");
+        assert!(errors[2].contains("20250101000001_b.up.sql:3: `ABORT`"), "{errors:#?}");
+        assert!(cat.get("20250101000000_a_postgresql_core").is_none());
+        assert!(cat.get("20250101000002_c_postgresql_core").is_some());
+        assert!(cat.get("20250101000003_d_postgresql_core").is_some());
+    }
+
+    #[test]
+    fn mysql_dash_lines_that_are_not_comments_are_warned_about() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "mysql/app/20250101000000_a.up.sql", "-- fine\n--------\nSELECT 5--1;\n--x\n");
+        let (cat, diags) = load_dir(d.path());
+        assert_eq!(cat.len(), 1);
+        let lines: Vec<usize> = diags.iter().filter(|d| d.severity == Severity::Warning).map(|d| d.line).collect();
+        assert_eq!(lines, vec![2, 4], "{diags:?}");
+    }
+
+    #[test]
+    fn template_placeholders_where_no_value_may_go_fail_at_load() {
+        let d = tempfile::tempdir().unwrap();
+        write(d.path(), "mysql/app/20250101000000_a.up.sql", "SELECT 1;\nSELECT /*! {{.Environment}} */ 1;");
+        let (cat, diags) = load_dir(d.path());
+        assert!(cat.is_empty());
+        assert!(
+            diags.iter().any(|d| d.severity == Severity::Error && d.to_string().contains("20250101000000_a.up.sql:2: template:")),
+            "{diags:?}"
+        );
     }
 }

@@ -38,3 +38,36 @@ pub fn validate_schema_name(name: &str) -> Result<(), String> {
         ))
     }
 }
+
+/// Validate an environment name (`BFM_ENVIRONMENT`, the configuration, a request's
+/// `environment`) against `^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`: a letter or digit, then at most 62
+/// letters, digits, `_`, `.` or `-`. Scripts see it as `{{.Environment}}`; rendering quotes it
+/// for where it stands anyway, and this keeps what can reach a script to a plain name.
+pub fn validate_environment(name: &str) -> Result<(), String> {
+    let bytes = name.as_bytes();
+    let ok = bytes.first().is_some_and(u8::is_ascii_alphanumeric)
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "invalid environment {name:?}: it must start with a letter or digit, contain only letters, digits, `_`, `.` and `-`, and be at most 63 characters"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn environment_names() {
+        for ok in ["prod", "eu-west-1", "staging.2", "0", "a_b"] {
+            assert!(super::validate_environment(ok).is_ok(), "{ok}");
+        }
+        let long = "a".repeat(64);
+        for bad in ["", "-prod", ".x", "prod\n", "it's", "a b", "$$", "x;y", long.as_str(), "prodé"] {
+            assert!(super::validate_environment(bad).is_err(), "{bad:?}");
+        }
+        assert!(super::validate_environment(&"a".repeat(63)).is_ok());
+    }
+}

@@ -151,7 +151,11 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
                 }
                 TokenKind::Space
             }
-            b'-' if bytes.get(i + 1) == Some(&b'-') => {
+            // On MySQL/MariaDB `--` starts a comment only before a blank or a control character
+            // (or at the end): `SELECT 5--1` is `5 - (-1)`.
+            b'-' if bytes.get(i + 1) == Some(&b'-')
+                && (dialect != Dialect::MySql || bytes.get(i + 2).is_none_or(|c| *c <= b' ' || *c == 0x7f)) =>
+            {
                 while i < bytes.len() && bytes[i] != b'\n' {
                     i += 1;
                 }
@@ -189,12 +193,14 @@ pub fn tokenize(src: &str, dialect: Dialect) -> Result<Vec<Token>, LexError> {
                 if executable { TokenKind::Other } else { TokenKind::Comment }
             }
             b'\'' => {
-                let backslash = dialect.backslash_in_single_quotes()
-                    || (dialect == Dialect::Postgres
-                        && start > 0
-                        && matches!(bytes[start - 1], b'E' | b'e')
-                        && (start < 2 || !is_word_byte(bytes[start - 2])));
-                i = scan_quoted(bytes, i, b'\'', backslash).ok_or_else(|| err(start, "unterminated string literal"))?;
+                i = scan_quoted(bytes, i, b'\'', dialect.backslash_in_single_quotes())
+                    .ok_or_else(|| err(start, "unterminated string literal"))?;
+                TokenKind::Literal
+            }
+            // A PostgreSQL escape string `E'…'` is one literal token, prefix included: its
+            // backslashes escape, and a value quoted as `E'…'` stays a single token.
+            b'E' | b'e' if dialect == Dialect::Postgres && bytes.get(i + 1) == Some(&b'\'') => {
+                i = scan_quoted(bytes, i + 1, b'\'', true).ok_or_else(|| err(start, "unterminated string literal"))?;
                 TokenKind::Literal
             }
             b'"' => {
@@ -388,13 +394,78 @@ pub fn normalise(src: &str, dialect: Dialect) -> Result<Vec<String>, LexError> {
     Ok(statements)
 }
 
-/// Statements that control transactions; a migration that runs inside bfm's own transaction
-/// must not contain them.
+/// What a transaction-control statement does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxControl {
+    /// `BEGIN`, `START TRANSACTION` (also `XA START`).
+    Begin,
+    /// `COMMIT`, `END`.
+    Commit,
+    /// `ROLLBACK`, `ABORT`.
+    Rollback,
+    /// `PREPARE TRANSACTION`, `COMMIT PREPARED`, `ROLLBACK PREPARED`, MySQL `XA …`.
+    TwoPhase,
+    /// `SAVEPOINT`, `RELEASE [SAVEPOINT]`, `ROLLBACK [WORK|TRANSACTION] TO [SAVEPOINT]`.
+    Savepoint,
+}
+
+impl TxControl {
+    /// Whether the statement ends or replaces the surrounding transaction. Inside bfm's step
+    /// transaction that would let the rest of the step, and its ledger row, run outside it.
+    /// Savepoints stay inside the transaction.
+    pub fn escapes_transaction(self) -> bool {
+        !matches!(self, TxControl::Savepoint)
+    }
+}
+
+/// The first `n` words of a statement, upper-cased, skipping blanks and comments.
+fn leading_words(statement: &str, dialect: Dialect, n: usize) -> Vec<String> {
+    let mut words = Vec::with_capacity(n);
+    // A statement that does not lex is not transaction control as far as we can tell; the
+    // script's own lexing error is reported elsewhere.
+    for t in tokenize(statement, dialect).unwrap_or_default() {
+        match t.kind {
+            TokenKind::Space | TokenKind::Comment => {}
+            TokenKind::Word if words.len() < n => words.push(statement[t.start..t.end].to_ascii_uppercase()),
+            _ => break,
+        }
+        if words.len() == n {
+            break;
+        }
+    }
+    words
+}
+
+/// Classify one statement (as [`split`] returns it) as transaction control, if it is one. Only
+/// statement boundaries count: the `BEGIN`/`END` of a `BEGIN ATOMIC` body, a `CASE … END` or an
+/// `END IF` inside a function body are parts of a larger statement and never reach this.
+pub fn transaction_control(statement: &str, dialect: Dialect) -> Option<TxControl> {
+    let w = leading_words(statement, dialect, 4);
+    let at = |i: usize| w.get(i).map(String::as_str);
+    match at(0)? {
+        "BEGIN" => Some(TxControl::Begin),
+        "START" if at(1) == Some("TRANSACTION") => Some(TxControl::Begin),
+        "COMMIT" if at(1) == Some("PREPARED") => Some(TxControl::TwoPhase),
+        "COMMIT" | "END" => Some(TxControl::Commit),
+        "ABORT" => Some(TxControl::Rollback),
+        "ROLLBACK" => {
+            let rest = if matches!(at(1), Some("WORK" | "TRANSACTION")) { at(2) } else { at(1) };
+            match rest {
+                Some("TO") => Some(TxControl::Savepoint),
+                Some("PREPARED") => Some(TxControl::TwoPhase),
+                _ => Some(TxControl::Rollback),
+            }
+        }
+        "PREPARE" if at(1) == Some("TRANSACTION") => Some(TxControl::TwoPhase),
+        "XA" if dialect == Dialect::MySql => Some(TxControl::TwoPhase),
+        "SAVEPOINT" | "RELEASE" => Some(TxControl::Savepoint),
+        _ => None,
+    }
+}
+
+/// Whether a (PostgreSQL) statement is transaction control of any kind, savepoints included.
 pub fn is_transaction_control(statement: &str) -> bool {
-    let first = statement.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
-    let first = first.trim_end_matches(';');
-    matches!(first, "BEGIN" | "COMMIT" | "ROLLBACK" | "END" | "SAVEPOINT" | "RELEASE")
-        || (first == "START" && statement.to_ascii_uppercase().contains("TRANSACTION"))
+    transaction_control(statement, Dialect::Postgres).is_some()
 }
 
 #[cfg(test)]
@@ -485,6 +556,49 @@ mod tests {
         assert!(is_transaction_control("begin"));
         assert!(is_transaction_control("START TRANSACTION"));
         assert!(!is_transaction_control("CREATE TABLE begin_x (a int)"));
+        let kind = |s: &str| transaction_control(s, Dialect::Postgres);
+        assert_eq!(kind("ABORT"), Some(TxControl::Rollback));
+        assert_eq!(kind("end transaction"), Some(TxControl::Commit));
+        assert_eq!(kind("/* x */ COMMIT -- y"), Some(TxControl::Commit));
+        assert_eq!(kind("PREPARE TRANSACTION 'x'"), Some(TxControl::TwoPhase));
+        assert_eq!(kind("COMMIT PREPARED 'x'"), Some(TxControl::TwoPhase));
+        assert_eq!(kind("ROLLBACK PREPARED 'x'"), Some(TxControl::TwoPhase));
+        assert_eq!(kind("ROLLBACK TO SAVEPOINT a"), Some(TxControl::Savepoint));
+        assert_eq!(kind("ROLLBACK WORK TO a"), Some(TxControl::Savepoint));
+        assert_eq!(kind("RELEASE SAVEPOINT a"), Some(TxControl::Savepoint));
+        assert_eq!(kind("PREPARE q AS SELECT 1"), None);
+        assert_eq!(transaction_control("XA START 'x'", Dialect::MySql), Some(TxControl::TwoPhase));
+        assert!(!TxControl::Savepoint.escapes_transaction() && TxControl::Commit.escapes_transaction());
+        // BEGIN … END of a SQL-standard body, with a CASE … END inside, is one CREATE statement.
+        let src = "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT CASE WHEN true THEN 1 END; END; SELECT 1;";
+        let flagged: Vec<_> = split(src, Dialect::Postgres).unwrap().into_iter().filter_map(|s| kind(&s.text)).collect();
+        assert!(flagged.is_empty(), "{flagged:?}");
+    }
+
+    #[test]
+    fn mysql_double_dash_needs_a_blank_to_start_a_comment() {
+        assert_eq!(texts("SELECT 5--1;", Dialect::MySql), vec!["SELECT 5--1"]);
+        assert_eq!(
+            texts(
+                "SELECT 5 -- 1
+;",
+                Dialect::MySql
+            ),
+            vec!["SELECT 5"]
+        );
+        assert_eq!(texts("SELECT 5 --\tx\n;", Dialect::MySql), vec!["SELECT 5"]);
+        assert_eq!(texts("SELECT 5;--", Dialect::MySql), vec!["SELECT 5"]);
+        assert_eq!(normalise("SELECT 5--1", Dialect::MySql).unwrap(), vec!["SELECT 5--1"]);
+        // Elsewhere `--` always starts a comment.
+        assert_eq!(texts("SELECT 5--1\n;", Dialect::Postgres), vec!["SELECT 5"]);
+    }
+
+    #[test]
+    fn escape_strings_are_one_token() {
+        let t = tokenize("SELECT E'a\\'b' x", Dialect::Postgres).unwrap();
+        assert_eq!(t[2].kind, TokenKind::Literal);
+        assert_eq!((t[2].start, t[2].end), (7, 14));
+        assert_eq!(normalise("SELECT e'x'", Dialect::Postgres).unwrap(), vec!["SELECT e'x'"]);
     }
 
     #[test]

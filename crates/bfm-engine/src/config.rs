@@ -325,16 +325,11 @@ impl Config {
                 ["sfm", "../sfm"].iter().map(PathBuf::from).find(|p| p.is_dir())
             });
 
-        Ok(Config {
-            sfm_path,
-            state,
-            connections,
-            pool,
-            lock_timeout,
-            concurrency,
-            environment: overrides.environment.clone().or_else(|| get("BFM_ENVIRONMENT")).or(file.environment),
-            env,
-        })
+        let environment = overrides.environment.clone().or_else(|| get("BFM_ENVIRONMENT")).or(file.environment);
+        if let Some(e) = &environment {
+            bfm_core::validate_environment(e).map_err(|m| invalid("BFM_ENVIRONMENT", m))?;
+        }
+        Ok(Config { sfm_path, state, connections, pool, lock_timeout, concurrency, environment, env })
     }
 }
 

@@ -1,8 +1,11 @@
 //! MySQL / MariaDB target.
 //!
-//! DDL commits implicitly on MySQL, so a migration cannot be atomic as a whole: statements run
-//! one by one inside `START TRANSACTION` (which still makes pure-DML migrations atomic), and a
-//! failure reports which statement failed and whether earlier statements stayed applied. A
+//! DDL commits implicitly on MySQL, so a migration with DDL cannot be atomic: its statements
+//! run one by one, and a failure reports which statement failed and whether earlier statements
+//! stayed applied. A script with only DML (no statement that commits implicitly) runs in a
+//! transaction with its ledger row, unless it says `-- bfm-no-transaction`: a failure leaves
+//! nothing behind. That transaction is marked with a savepoint, released just before the ledger
+//! write: if the script ended the transaction, the savepoint is gone and the write fails. A
 //! schema is a database (`USE` for the step, then back to the connection's database). The lock
 //! is `GET_LOCK(name, 0)` polled until the timeout.
 
@@ -13,7 +16,7 @@ use crate::{
     Capabilities, LedgerEntry, Session, StepFailure, StepOutcome, StepScript, Target, TargetError, commits_implicitly, split_table,
 };
 use async_trait::async_trait;
-use bfm_core::sql::Dialect;
+use bfm_core::sql::{self, Dialect};
 use bfm_core::{BackendKind, Checksum, Direction};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlSslMode};
 use sqlx::pool::PoolConnection;
@@ -351,49 +354,46 @@ impl Session for MySqlSession {
         if !step.schema.is_empty() {
             self.exec(format!("USE {}", Dialect::MySql.quote_ident(step.schema))).await.map_err(setup_failed)?;
         }
+        let in_transaction = runs_in_transaction(step);
         let result = async {
-            if step.transactional {
-                self.exec("START TRANSACTION".into()).await.map_err(setup_failed)?;
+            if in_transaction {
+                self.exec(format!("START TRANSACTION; SAVEPOINT {STEP_SAVEPOINT}")).await.map_err(setup_failed)?;
             }
             let mut committed = step.resume_from > 0;
             for (i, stmt) in step.statements.iter().enumerate().skip(step.resume_from) {
                 if let Err(e) = self.exec(stmt.clone()).await {
-                    if step.transactional {
+                    if in_transaction {
                         let _ = self.exec("ROLLBACK".into()).await;
                     }
-                    // Without a transaction everything before stays; with one, only statements
-                    // that committed implicitly (DDL) do.
-                    let partial = if step.transactional { committed } else { i > 0 };
+                    // Without a transaction everything before stays; with one, only what a
+                    // statement committed (transaction control that slipped through) does.
+                    let partial = if in_transaction { committed } else { i > 0 };
                     return Err(StepFailure {
                         error: describe(&e),
                         statement_index: Some(i),
                         statement: Some(stmt.clone()),
-                        statements_done: i,
+                        statements_done: if partial { i } else { 0 },
                         partial,
                     });
                 }
-                committed |= commits_implicitly(stmt);
+                committed |= sql::transaction_control(stmt, Dialect::MySql).is_some_and(sql::TxControl::escapes_transaction);
             }
-            let ledger = self.shared.ledger_write(step);
             let done = step.statements.len();
-            let finish = async {
-                self.exec(ledger).await?;
-                if step.transactional {
-                    self.exec("COMMIT".into()).await?;
-                }
-                Ok::<_, sqlx::Error>(())
-            };
-            if let Err(e) = finish.await {
-                if step.transactional {
+            let ledger = self.shared.ledger_write(step);
+            // The savepoint exists only if the transaction is still the one started above.
+            let finish = if in_transaction { format!("RELEASE SAVEPOINT {STEP_SAVEPOINT}; {ledger}; COMMIT") } else { ledger };
+            if let Err(e) = self.exec(finish).await {
+                if in_transaction {
                     let _ = self.exec("ROLLBACK".into()).await;
                 }
-                return Err(StepFailure {
-                    error: format!("recording the ledger row failed: {}", describe(&e)),
-                    statement_index: None,
-                    statement: None,
-                    statements_done: done,
-                    partial: true,
-                });
+                let error = if in_transaction && error_number(&e) == Some(ER_SP_DOES_NOT_EXIST) {
+                    "the script ended the step's transaction (COMMIT, ROLLBACK or similar): the ledger row was not written; \
+                     remove the transaction control, or mark the migration -- bfm-no-transaction"
+                        .to_string()
+                } else {
+                    format!("recording the ledger row failed: {}", describe(&e))
+                };
+                return Err(StepFailure { error, statement_index: None, statement: None, statements_done: done, partial: true });
             }
             Ok(StepOutcome { statements: done })
         }
@@ -406,4 +406,27 @@ impl Session for MySqlSession {
         }
         result
     }
+}
+
+/// The savepoint that marks a step's transaction.
+const STEP_SAVEPOINT: &str = "bfm_step";
+
+/// MySQL's "SAVEPOINT … does not exist".
+const ER_SP_DOES_NOT_EXIST: u16 = 1305;
+
+fn error_number(e: &sqlx::Error) -> Option<u16> {
+    match e {
+        sqlx::Error::Database(db) => db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>().map(|m| m.number()),
+        _ => None,
+    }
+}
+
+/// Whether a step runs in one transaction with its ledger row: when it has only DML (DDL would
+/// commit it implicitly), starts from its first statement, and the migration did not opt out
+/// with `-- bfm-no-transaction`. The engine asks for a transaction only on targets with
+/// transactional DDL, so the opt-out is read from the script itself.
+fn runs_in_transaction(step: &StepScript<'_>) -> bool {
+    let dml_only = !step.statements.iter().any(|s| commits_implicitly(s));
+    let wanted = step.transactional || bfm_core::directives::parse(step.sql).is_ok_and(|d| !d.no_transaction);
+    dml_only && step.resume_from == 0 && wanted
 }

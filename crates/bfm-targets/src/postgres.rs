@@ -1,9 +1,10 @@
 //! PostgreSQL target.
 //!
 //! A transactional step is sent as one simple-protocol message:
-//! `BEGIN; SET LOCAL search_path …; <script>; <ledger write>; COMMIT;` — one round trip, the
-//! ledger row atomic with the migration, and `search_path` scoped to the transaction so nothing
-//! leaks into the pool. The server answers each statement with a CommandComplete, so counting
+//! `BEGIN; SET LOCAL bfm.step …; SET LOCAL search_path …; <script>; <guard>; <ledger write>;
+//! COMMIT;` — one round trip, the ledger row atomic with the migration (the guard refuses to
+//! write it if the script ended the transaction), and `search_path` scoped to the transaction so
+//! nothing leaks into the pool. The server answers each statement with a CommandComplete, so counting
 //! them tells which statement of the script failed. Steps without a transaction run statement by
 //! statement. The lock is a session advisory lock taken with `pg_try_advisory_lock` in a polling
 //! loop.
@@ -24,6 +25,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::OnceCell;
 
@@ -519,11 +521,18 @@ impl Session for PgSession {
         // <ledger write>; COMMIT;`. The server answers every statement with a CommandComplete
         // and skips the rest of the message at the first error, so counting the answers tells
         // which step and which statement failed, and nothing after it ran.
-        let mut sql = String::with_capacity(steps.iter().map(|s| s.sql.len() + 512).sum());
+        //
+        // The step's transaction is marked with `SET LOCAL bfm.step = '<token>'`, and before
+        // the ledger write a guard raises unless the mark is still there: a script that ended
+        // the transaction (a COMMIT or ROLLBACK that slipped past `bfm check`) would otherwise
+        // have the rest of its statements and its ledger row run outside it. The guard is one
+        // more statement of the same message, not a round trip.
+        let mut sql = String::with_capacity(steps.iter().map(|s| s.sql.len() + 1024).sum());
         let mut layout = Vec::with_capacity(steps.len()); // (prefix, statements) per step
         for step in steps {
-            sql.push_str("BEGIN;\n");
-            let mut prefix = 1;
+            let token = Dialect::Postgres.quote_literal(&step_token());
+            let _ = writeln!(sql, "BEGIN;\nSET LOCAL bfm.step = {token};");
+            let mut prefix = 2;
             if !step.schema.is_empty() {
                 let _ = writeln!(sql, "SET LOCAL search_path TO {}, public;", Dialect::Postgres.quote_ident(step.schema));
                 prefix += 1;
@@ -531,6 +540,7 @@ impl Session for PgSession {
             sql.push_str(step.sql);
             // A newline first: the script may end in a line comment.
             sql.push_str("\n;\n");
+            let _ = writeln!(sql, "{};", transaction_guard(&token));
             sql.push_str(&self.shared.ledger_write(step));
             sql.push_str(";\nCOMMIT;\n");
             layout.push((prefix, step.statements.len()));
@@ -555,12 +565,13 @@ impl Session for PgSession {
         if sqlx::raw_sql("ROLLBACK").execute(&mut *self.conn).await.is_err() {
             self.conn.close_on_drop();
         }
-        // Find the step the error belongs to: each takes prefix + statements + 2 answers.
+        // Find the step the error belongs to: each takes prefix + statements + 3 answers
+        // (guard, ledger write, COMMIT).
         let mut start = 0usize;
         let mut k = 0usize;
         while k < layout.len() {
             let (prefix, n) = layout[k];
-            let total = prefix + n + 2;
+            let total = prefix + n + 3;
             if done < start + total {
                 break;
             }
@@ -570,10 +581,21 @@ impl Session for PgSession {
         let k = k.min(steps.len().saturating_sub(1));
         let (prefix, n) = layout.get(k).copied().unwrap_or((1, 0));
         let local = done.saturating_sub(start);
+        // Past the script, the guard fails only if the script ended the transaction: what ran
+        // before its COMMIT may have stayed.
+        let mut partial = false;
         let (index, error) = if local < prefix {
             (None, format!("setting up the transaction failed: {}", describe(&e)))
         } else if local - prefix < n {
+            // A statement after transaction control in the script ran outside the step's
+            // transaction; what came before it may have committed.
+            partial = ends_transaction_before(steps[k].statements, local - prefix);
             (Some(local - prefix), describe(&e))
+        } else if local - prefix == n {
+            partial = true;
+            (None, describe(&e))
+        } else if local - prefix == n + 1 {
+            (None, format!("recording the ledger row failed: {}", describe(&e)))
         } else {
             (None, format!("commit failed: {}", describe(&e)))
         };
@@ -584,8 +606,33 @@ impl Session for PgSession {
                 statement: index.and_then(|i| steps[k].statements.get(i).cloned()),
                 statement_index: index,
                 statements_done: 0,
-                partial: false,
+                partial,
             }),
         }
     }
+}
+
+/// Whether one of the first `index` statements ends or replaces the transaction.
+pub(crate) fn ends_transaction_before(statements: &[String], index: usize) -> bool {
+    statements[..index.min(statements.len())]
+        .iter()
+        .any(|s| bfm_core::sql::transaction_control(s, Dialect::Postgres).is_some_and(bfm_core::sql::TxControl::escapes_transaction))
+}
+
+/// A mark for one step's transaction, unique in this process and unlikely anywhere else.
+fn step_token() -> String {
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos:x}-{:x}", std::process::id(), SEQ.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A statement that raises unless the transaction is still the one marked with `token` (a
+/// quoted literal).
+fn transaction_guard(token: &str) -> String {
+    format!(
+        "DO $bfm_guard$ BEGIN IF current_setting('bfm.step', true) IS DISTINCT FROM {token} THEN \
+         RAISE EXCEPTION 'the script ended the step''s transaction (COMMIT, ROLLBACK or similar): the ledger row was not written' \
+         USING ERRCODE = '25000', HINT = 'remove the transaction control, or mark the migration -- bfm-no-transaction'; \
+         END IF; END $bfm_guard$"
+    )
 }

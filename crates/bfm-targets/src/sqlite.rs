@@ -1,5 +1,7 @@
 //! SQLite target: one database file, no schemas. Steps run as
-//! `BEGIN IMMEDIATE; <script>; <ledger write>; COMMIT;`. SQLite has no advisory locks, so the
+//! `BEGIN IMMEDIATE; SAVEPOINT bfm_step; <script>; RELEASE bfm_step; <ledger write>; COMMIT;`:
+//! the savepoint exists only while the step's transaction does, so if the script ended it (a
+//! `COMMIT` that slipped past `bfm check`) the release fails and no ledger row is written. SQLite has no advisory locks, so the
 //! (connection, schema) lock is a lease row in `bfm_locks` that expires if its holder dies.
 
 use crate::config::ConnectionConfig;
@@ -20,6 +22,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::sync::OnceCell;
+
+/// The savepoint that marks a step's transaction.
+const STEP_SAVEPOINT: &str = "bfm_step";
+
+/// Statements sent before a transactional step's script (`BEGIN IMMEDIATE`, `SAVEPOINT`).
+const PREFIX: usize = 2;
 
 /// How long a lock lease lasts without renewal; renewed before every step.
 const LEASE: Duration = Duration::from_secs(60);
@@ -358,7 +366,11 @@ impl Session for SqliteSession {
                 }),
             };
         }
-        let sql = format!("BEGIN IMMEDIATE;\n{}\n;\n{};\nCOMMIT;", step.sql, self.shared.ledger_write(step));
+        let sql = format!(
+            "BEGIN IMMEDIATE;\nSAVEPOINT {STEP_SAVEPOINT};\n{}\n;\nRELEASE {STEP_SAVEPOINT};\n{};\nCOMMIT;",
+            step.sql,
+            self.shared.ledger_write(step)
+        );
         let mut done = 0usize;
         let mut failure = None;
         {
@@ -377,14 +389,25 @@ impl Session for SqliteSession {
             None => Ok(StepOutcome { statements: n }),
             Some(e) => {
                 let _ = sqlx::raw_sql("ROLLBACK").execute(&mut **self.conn()).await;
-                let user_done = done.saturating_sub(1);
-                let index = (done >= 1 && user_done < n).then_some(user_done);
+                // Answers: BEGIN, SAVEPOINT, the script's statements, RELEASE, ledger, COMMIT.
+                let index = (done >= PREFIX && done - PREFIX < n).then(|| done - PREFIX);
+                let ended = done == PREFIX + n;
+                let error = if ended {
+                    format!(
+                        "the script ended the step's transaction (COMMIT, ROLLBACK or similar): the ledger row was not written ({}); \
+                         remove the transaction control, or mark the migration -- bfm-no-transaction",
+                        describe(&e)
+                    )
+                } else {
+                    describe(&e)
+                };
                 Err(StepFailure {
-                    error: describe(&e),
+                    error,
                     statement: index.and_then(|i| step.statements.get(i).cloned()),
                     statement_index: index,
                     statements_done: 0,
-                    partial: false,
+                    // What ran before the script's COMMIT stayed.
+                    partial: ended || index.is_some_and(|i| crate::postgres::ends_transaction_before(step.statements, i)),
                 })
             }
         }
