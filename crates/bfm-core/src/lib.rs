@@ -51,8 +51,11 @@ pub fn validate_environment(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
+        // A request may send a long value: quote only its start.
+        let shown: String = name.chars().take(64).collect();
+        let more = if shown.len() < name.len() { "…" } else { "" };
         Err(format!(
-            "invalid environment {name:?}: it must start with a letter or digit, contain only letters, digits, `_`, `.` and `-`, and be at most 63 characters"
+            "invalid environment {shown:?}{more}: it must start with a letter or digit, contain only letters, digits, `_`, `.` and `-`, and be at most 63 characters"
         ))
     }
 }

@@ -129,6 +129,13 @@ async fn validation_errors_name_the_request_field() {
     assert!(err.to_string().starts_with("schema_pattern: "), "{err}");
     let err = plan(UpRequest { migrations: MigrationFilter { tags: vec!["nokey".into()], ..Default::default() }, ..up_app() }).await;
     assert!(err.to_string().starts_with("target.tags: "), "{err}");
+    // A request's environment lands in SQL: a value that could leave its literal is refused.
+    for evil in ["prod'; DROP TABLE x; --", "a\nb", "$$", "x\\'"] {
+        let err = plan(UpRequest { environment: Some(evil.into()), ..up_app() }).await;
+        assert_eq!(err.kind(), ErrorKind::BadRequest, "{evil:?}");
+        assert!(err.to_string().starts_with("environment: invalid environment"), "{err}");
+    }
+    assert!(s.plan_up(UpRequest { environment: Some("staging-2.eu".into()), ..up_app() }, label("test")).await.is_ok());
     // Nothing ran.
     let table = s.status_table(StatusRequest { connection: Some("app".into()), ..Default::default() }).await.unwrap();
     assert_eq!(table.count("pending"), 2);

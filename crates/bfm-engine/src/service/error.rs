@@ -39,6 +39,8 @@ pub enum Field {
     Status,
     MigrationId,
     MigrationIds,
+    /// The value of `{{.Environment}}` for the run.
+    Environment,
 }
 
 impl Field {
@@ -54,6 +56,7 @@ impl Field {
             Field::Status => "status",
             Field::MigrationId => "migration_id",
             Field::MigrationIds => "migration_ids",
+            Field::Environment => "environment",
         }
     }
 

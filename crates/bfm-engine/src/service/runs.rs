@@ -164,6 +164,11 @@ impl Service {
         label: RunLabel,
         environment: Option<String>,
     ) -> Result<PlannedRun> {
+        // The value lands in SQL: only names of a documented shape, checked before planning.
+        let environment = environment.filter(|e| !e.is_empty());
+        if let Some(env) = &environment {
+            bfm_core::validate_environment(env).map_err(|e| ServiceError::invalid(Field::Environment, e))?;
+        }
         let prepared = self.engine.prepare(plan).await?;
         let render_env = sql.then(|| environment.clone().unwrap_or_default());
         let view = PlanView::of(&prepared.plan, render_env.as_deref());
