@@ -4,8 +4,8 @@
 
 mod common;
 
-use bfm_engine::service::request::{DownRequest, DownTarget, MigrationFilter, SchemaChoice, UpRequest};
 use bfm_engine::service::Field;
+use bfm_engine::service::request::{DownRequest, DownTarget, MigrationFilter, SchemaChoice, UpRequest};
 use bfm_engine::{Engine, RunHooks, RunLabel, RunReport, Service, StatusFilter, StepOutcomeKind, StepResult, Surface};
 use bfm_state::HistoryFilter;
 use bfm_targets::{LedgerEntry, Target};
