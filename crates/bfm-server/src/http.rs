@@ -9,7 +9,8 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bfm_engine::service::dto::*;
 use bfm_engine::service::{
-    DownRequest, DownTarget, Field, MigrateSchemaRequest, MigrationFilter, OrderRequest, RollbackOutcome, SchemaChoice, UpRequest,
+    DownRequest, DownTarget, Field, MigrateSchemaRequest, MigrationFilter, OrderRequest, RollbackOutcome, SchemaApply, SchemaChoice,
+    SchemaRequest, UpRequest,
 };
 use bfm_engine::{ExecutionContext, RunHooks, RunLabel, Service, Surface};
 use std::collections::HashMap;
@@ -347,7 +348,7 @@ pub async fn not_found(uri: Uri) -> ApiError {
     responses((status = 200, description = "Fingerprints, pending and destructive steps, drift", body = Object),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 pub async fn schema_status(State(s): State<AppState>, Path(connection): Path<String>) -> Result<Json<bfm_schema::SchemaStatus>, ApiError> {
-    Ok(Json(s.service.schema_status(&connection).await?))
+    Ok(Json(s.service.schema_status(&SchemaRequest::configured(connection)).await?))
 }
 
 /// bfm: plan the changes from the live schema to the desired files (changes nothing).
@@ -356,7 +357,7 @@ pub async fn schema_status(State(s): State<AppState>, Path(connection): Path<Str
     responses((status = 200, description = "The plan: ordered steps with hazards, `approvals_required`, fingerprints", body = Object),
         (status = 400, body = ErrorResponse), (status = 401, body = ErrorResponse), (status = 503, body = ErrorResponse)))]
 pub async fn schema_plan(State(s): State<AppState>, Path(connection): Path<String>) -> Result<Json<bfm_schema::SchemaPlan>, ApiError> {
-    Ok(Json(s.service.schema_plan(&connection).await?))
+    Ok(Json(s.service.schema_plan(&SchemaRequest::configured(connection)).await?))
 }
 
 /// bfm: apply the desired schema. Destructive steps need their approvals; with the reviewed
@@ -380,9 +381,9 @@ pub async fn schema_apply(
     } else {
         serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))?
     };
-    let ctx = context(&method, &uri, &headers, None);
+    let label = RunLabel::new(Surface::Http, "POST /api/v1/schema/{connection}/apply", context(&method, &uri, &headers, None));
     let svc = s.service.clone();
-    Ok(Json(detached(async move { svc.schema_apply(&connection, req, ctx).await }).await?))
+    Ok(Json(detached(async move { svc.schema_apply(SchemaApply::from_api(&connection, req), label).await }).await?))
 }
 
 /// bfm: compare the live schema with the snapshot stored by the last apply.

@@ -191,8 +191,9 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let started = Instant::now();
+    let service = Arc::new(Service::new(engine.clone()));
     // The engine read the catalogue when it opened; record it.
-    match engine.sync_catalog().await {
+    match service.record_catalog().await {
         Ok(r) => tracing::info!(migrations = engine.catalog().len(), added = r.added.len(), missing = r.missing.len(), "catalogue loaded"),
         Err(e) => return Err(format!("recording the catalogue in the state store: {e}")),
     }
@@ -203,7 +204,6 @@ pub async fn serve(
     bfm_schema::set_connection_reuse(true);
     let metrics = Arc::new(Metrics::new());
     engine.set_observer(Arc::new(MetricsObserver(metrics.clone())));
-    let service = Arc::new(Service::new(engine.clone()));
     let app = router(service.clone(), metrics.clone(), token.clone(), &settings);
     let listener = tokio::net::TcpListener::bind(settings.addr).await.map_err(|e| format!("cannot listen on {}: {e}", settings.addr))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
@@ -220,7 +220,7 @@ pub async fn serve(
     let _watcher = if watch {
         let mut paths: Vec<std::path::PathBuf> = engine.config().sfm_path.iter().filter(|p| p.is_dir()).cloned().collect();
         paths.extend(engine.config().golang_migrate_sources().into_iter().map(|s| s.path).filter(|p| p.is_dir()));
-        watcher::spawn(engine.clone(), paths)
+        watcher::spawn(service.clone(), paths)
     } else {
         None
     };

@@ -1,7 +1,7 @@
 //! Reload the catalogue when files under the sfm path change (debounced). A reload swaps the
 //! catalogue atomically and marks vanished migrations as missing; it never deletes history.
 
-use bfm_engine::Engine;
+use bfm_engine::Service;
 use notify::{RecursiveMode, Watcher};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::time::Duration;
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
 /// Start watching; the returned watcher must be kept alive.
-pub fn spawn(engine: Arc<Engine>, paths: Vec<PathBuf>) -> Option<notify::RecommendedWatcher> {
+pub fn spawn(service: Arc<Service>, paths: Vec<PathBuf>) -> Option<notify::RecommendedWatcher> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     let mut watcher = match notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res
@@ -41,10 +41,10 @@ pub fn spawn(engine: Arc<Engine>, paths: Vec<PathBuf>) -> Option<notify::Recomme
                     Err(_) => break,
                 }
             }
-            if engine.is_stopping() {
+            if service.engine().is_stopping() {
                 return;
             }
-            match engine.reload().await {
+            match service.reload().await {
                 Ok(r) => tracing::info!(
                     migrations = r.migrations,
                     added = r.sync.added.len(),

@@ -344,6 +344,17 @@ impl Service {
 
     /// `POST /api/v1/migrations/reindex`: reload the configured sfm path (never a path from a
     /// request); migrations that disappeared are kept with their history, as `missing`.
+    /// Record the catalogue the engine read in the state store (new, changed and missing
+    /// migrations), without reading the files again.
+    pub async fn record_catalog(&self) -> Result<bfm_state::SyncReport> {
+        Ok(self.engine.sync_catalog().await?)
+    }
+
+    /// Read the files again and record the new catalogue (the file watcher, reindex).
+    pub async fn reload(&self) -> Result<crate::ReloadReport> {
+        Ok(self.engine.reload().await?)
+    }
+
     pub async fn reindex(&self) -> Result<ReindexResponse> {
         self.reindex_from(None).await
     }
@@ -358,7 +369,7 @@ impl Service {
         if let Some(w) = &warning {
             tracing::warn!(warning = %w, "reindex request named another sfm path");
         }
-        let report = self.engine.reload().await?;
+        let report = self.reload().await?;
         Ok(ReindexResponse {
             added: report.sync.added,
             removed: report.sync.missing,

@@ -137,3 +137,41 @@ pub struct StatusRequest {
     /// Keep only rows with this status (`pending`, `applied`, `modified`, `missing`, …).
     pub status: Option<String>,
 }
+
+/// Which desired files a declarative call compares with: the connection's configured ones, or a
+/// directory the operator names on the command line. API requests never name one (nor carry
+/// SQL): their surfaces leave `dir` empty.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaRequest {
+    pub connection: String,
+    pub dir: Option<std::path::PathBuf>,
+}
+
+impl SchemaRequest {
+    pub fn configured(connection: impl Into<String>) -> SchemaRequest {
+        SchemaRequest { connection: connection.into(), dir: None }
+    }
+}
+
+/// What the operator reviewed before asking for an apply.
+#[derive(Debug, Clone, Default)]
+pub enum ReviewedPlan {
+    /// Nothing: apply a fresh plan of the desired files.
+    #[default]
+    Fresh,
+    /// The fingerprints of a plan seen earlier (the HTTP API): refused when either changed.
+    Fingerprints { source: Option<String>, desired: Option<String> },
+    /// A saved plan (the CLI's `--plan`): applied as it is, if the live schema still matches it.
+    Plan(Box<bfm_schema::SchemaPlan>),
+}
+
+/// Apply the desired schema of a connection.
+#[derive(Debug, Clone, Default)]
+pub struct SchemaApply {
+    pub target: SchemaRequest,
+    pub reviewed: ReviewedPlan,
+    /// `HAZARD:object` approvals for destructive steps.
+    pub approvals: Vec<String>,
+    /// Apply what is safe and leave unapproved destructive steps out, instead of refusing.
+    pub non_destructive_only: bool,
+}

@@ -41,8 +41,8 @@ fn check_catalog(engine: &Engine) -> anyhow::Result<()> {
 }
 
 /// Record the catalogue in the state store (new, changed and missing migrations).
-async fn record_catalog(engine: &Engine) -> anyhow::Result<()> {
-    engine.sync_catalog().await.context("recording the catalogue in the state store")?;
+async fn record_catalog(service: &Service) -> anyhow::Result<()> {
+    service.record_catalog().await.context("recording the catalogue in the state store")?;
     Ok(())
 }
 
@@ -147,8 +147,8 @@ pub async fn up(service: &Service, a: UpArgs, ctx: ExecutionContext) -> anyhow::
     check_catalog(engine)?;
     // Recording the catalogue is not needed to plan or run: do it alongside.
     let sync = {
-        let engine = engine.clone();
-        tokio::spawn(async move { engine.sync_catalog().await })
+        let service = Service::new(service.engine().clone());
+        tokio::spawn(async move { service.record_catalog().await })
     };
     if (a.schema_pattern.is_some() || a.tenants) && a.filters.connection.is_none() {
         bail!("--schema-pattern and --tenants need --connection");
@@ -185,7 +185,7 @@ pub async fn up(service: &Service, a: UpArgs, ctx: ExecutionContext) -> anyhow::
 pub async fn down(service: &Service, a: DownArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
     let engine = service.engine();
     check_catalog(engine)?;
-    record_catalog(engine).await?;
+    record_catalog(service).await?;
     let mut filters = a.filters.clone();
     filters.ids.extend(a.migrations.iter().cloned());
     if filters.ids.is_empty() && filters.connection.is_none() && filters.version.is_none() && filters.tags.is_empty() {
@@ -213,7 +213,7 @@ pub async fn down(service: &Service, a: DownArgs, ctx: ExecutionContext) -> anyh
 }
 
 pub async fn status(service: &Service, a: StatusArgs) -> anyhow::Result<ExitCode> {
-    record_catalog(service.engine()).await?;
+    record_catalog(service).await?;
     let req = StatusRequest { connection: a.connection.clone(), schema: a.schema.clone(), status: a.status.clone() };
     let summary = service.status_table(req).await.map_err(cli_error)?;
     let rows = &summary.rows;
@@ -253,7 +253,7 @@ pub async fn status(service: &Service, a: StatusArgs) -> anyhow::Result<ExitCode
 }
 
 pub async fn retry(service: &Service, a: IdArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
-    record_catalog(service.engine()).await?;
+    record_catalog(service).await?;
     let req = MigrationSchemaRequest { migration_id: a.id, schema: a.schema };
     let ids = service.retry(req, RunLabel::new(Surface::Cli, "migrate retry", ctx)).await.map_err(cli_error)?;
     for id in ids {
@@ -263,7 +263,7 @@ pub async fn retry(service: &Service, a: IdArgs, ctx: ExecutionContext) -> anyho
 }
 
 pub async fn accept_checksum(service: &Service, a: IdArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
-    record_catalog(service.engine()).await?;
+    record_catalog(service).await?;
     let req = MigrationSchemaRequest { migration_id: a.id, schema: a.schema };
     let ids = service.accept_checksum(req, RunLabel::new(Surface::Cli, "migrate accept-checksum", ctx)).await.map_err(cli_error)?;
     for id in ids {
@@ -285,7 +285,7 @@ pub fn order(service: &Service, a: OrderArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn reconcile(service: &Service, a: ReconcileArgs) -> anyhow::Result<ExitCode> {
-    record_catalog(service.engine()).await?;
+    record_catalog(service).await?;
     let report = service.reconcile(ReconcileRequest { connection: a.connection.clone() }).await.map_err(cli_error)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

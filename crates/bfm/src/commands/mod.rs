@@ -22,14 +22,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema(cmd) => {
             let engine = open_engine(&cli.global).await?;
             let ctx = cli_context("schema", &engine);
-            let result = schema::run(&engine, cmd, ctx).await;
+            let result = schema::run(&Service::new(engine.clone()), cmd, ctx).await;
             engine.close().await;
             result
         }
         Command::Baseline(args) => {
             let engine = open_engine(&cli.global).await?;
             let ctx = cli_context("baseline", &engine);
-            let result = schema::baseline(&engine, args, ctx).await;
+            let result = schema::baseline(&Service::new(engine.clone()), args, ctx).await;
             engine.close().await;
             result
         }

@@ -1,22 +1,22 @@
 use crate::cli::{BaselineArgs, SchemaCmd};
 use anyhow::{Context, bail};
-use bfm_engine::{Engine, ExecutionContext};
+use bfm_engine::service::{ReviewedPlan, SchemaApply, SchemaRequest};
+use bfm_engine::{ExecutionContext, RunLabel, Service, Surface};
 use console::style;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 fn print<T: serde::Serialize>(v: &T) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
-pub async fn run(engine: &Arc<Engine>, cmd: SchemaCmd, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
+pub async fn run(service: &Service, cmd: SchemaCmd, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
     // Plans of unchanged files are served from this cache by later commands.
     bfm_schema::set_desired_cache_dir(Some(std::path::PathBuf::from(".bfm").join("schema-cache")));
     let color = console::Term::stdout().is_term();
     match cmd {
         SchemaCmd::Plan { args, out } => {
-            let plan = engine.schema_plan(&args.connection, args.dir.as_deref()).await?;
+            let plan = service.schema_plan(&SchemaRequest { connection: args.connection.clone(), dir: args.dir.clone() }).await?;
             if let Some(path) = &out {
                 std::fs::write(path, serde_json::to_string_pretty(&plan)?).with_context(|| format!("writing {}", path.display()))?;
             }
@@ -28,14 +28,20 @@ pub async fn run(engine: &Arc<Engine>, cmd: SchemaCmd, ctx: ExecutionContext) ->
             Ok(ExitCode::SUCCESS)
         }
         SchemaCmd::Apply { args, approvals, plan_file, non_destructive_only } => {
-            let plan = match &plan_file {
-                Some(p) => Some(
+            let reviewed = match &plan_file {
+                Some(p) => ReviewedPlan::Plan(Box::new(
                     serde_json::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
                         .with_context(|| format!("{} is not a plan", p.display()))?,
-                ),
-                None => None,
+                )),
+                None => ReviewedPlan::Fresh,
             };
-            let report = engine.schema_apply(&args.connection, args.dir.as_deref(), plan, &approvals, non_destructive_only, ctx).await?;
+            let req = SchemaApply {
+                target: SchemaRequest { connection: args.connection.clone(), dir: args.dir.clone() },
+                reviewed,
+                approvals,
+                non_destructive_only,
+            };
+            let report = service.schema_apply(req, RunLabel::new(Surface::Cli, "schema apply", ctx)).await?;
             if args.json {
                 print(&report)?;
             } else {
@@ -56,7 +62,7 @@ pub async fn run(engine: &Arc<Engine>, cmd: SchemaCmd, ctx: ExecutionContext) ->
             Ok(if report.converged { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         SchemaCmd::Validate { args } => {
-            let drift = engine.schema_validate(&args.connection).await?;
+            let drift = service.schema_validate(&args.connection).await?;
             if !args.json {
                 println!("scope: {}", drift.scope);
             }
@@ -83,7 +89,7 @@ pub async fn run(engine: &Arc<Engine>, cmd: SchemaCmd, ctx: ExecutionContext) ->
             Ok(if drift.in_sync { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         SchemaCmd::Snapshot { args } => {
-            let snap = engine.schema_snapshot(&args.connection).await?;
+            let snap = service.schema_snapshot(&args.connection).await?;
             if args.json {
                 print(&serde_json::json!({
                     "fingerprint": snap.fingerprint,
@@ -97,7 +103,7 @@ pub async fn run(engine: &Arc<Engine>, cmd: SchemaCmd, ctx: ExecutionContext) ->
             Ok(ExitCode::SUCCESS)
         }
         SchemaCmd::Dump { args, out } => {
-            let (scope, files) = engine.schema_dump(&args.connection, &out).await?;
+            let (scope, files) = service.schema_dump_to(&args.connection, &out).await?;
             if args.json {
                 print(&serde_json::json!({"scope": scope, "files": files}))?;
             } else {
@@ -109,7 +115,7 @@ pub async fn run(engine: &Arc<Engine>, cmd: SchemaCmd, ctx: ExecutionContext) ->
             Ok(ExitCode::SUCCESS)
         }
         SchemaCmd::Status { args } => {
-            let st = engine.schema_status(&args.connection, args.dir.as_deref()).await?;
+            let st = service.schema_status(&SchemaRequest { connection: args.connection.clone(), dir: args.dir.clone() }).await?;
             if args.json {
                 print(&st)?;
             } else {
@@ -139,11 +145,11 @@ pub async fn run(engine: &Arc<Engine>, cmd: SchemaCmd, ctx: ExecutionContext) ->
     }
 }
 
-pub async fn baseline(engine: &Arc<Engine>, args: BaselineArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
-    if engine.config().sfm_path.is_none() {
+pub async fn baseline(service: &Service, args: BaselineArgs, ctx: ExecutionContext) -> anyhow::Result<ExitCode> {
+    if service.engine().config().sfm_path.is_none() {
         bail!("no sfm path: set BFM_SFM_PATH or --sfm");
     }
-    let r = engine.baseline(&args.connection, ctx).await?;
+    let r = service.baseline(&args.connection, RunLabel::new(Surface::Cli, "baseline", ctx)).await?;
     if args.json {
         print(&r)?;
     } else {
