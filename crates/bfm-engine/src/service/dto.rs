@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 /// Which migrations a request selects (BfM's `MigrationTarget`); every given field must match.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MigrationTarget {
     /// `postgresql` (≡ `postgres`), `mysql`, `sqlite`, `greptimedb`, `etcd`.
     pub backend: Option<String>,
@@ -27,7 +27,7 @@ pub struct MigrationTarget {
 /// `POST /api/v1/migrations/up`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MigrateUpRequest {
     /// The connection the request is about (required).
     pub connection: Option<String>,
@@ -50,7 +50,7 @@ pub struct MigrateUpRequest {
 /// `POST /api/v1/migrate` (the request shape of BfM's README).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MigrateRequest {
     pub target: Option<MigrationTarget>,
     pub connection: Option<String>,
@@ -76,7 +76,7 @@ pub struct MigrateResponse {
 /// `POST /api/v1/migrations/down`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct MigrateDownRequest {
     pub migration_id: Option<String>,
     pub schemas: Vec<String>,
@@ -88,7 +88,7 @@ pub struct MigrateDownRequest {
 /// `POST /api/v1/migrations/order-batch`.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct OrderBatchRequest {
     pub migration_ids: Option<Vec<String>>,
     pub connection: Option<String>,
@@ -296,7 +296,7 @@ pub struct SkippedResponse {
 /// `POST /api/v1/migrations/{id}/rollback` (body optional).
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[cfg_attr(feature = "openapi", derive(ToSchema))]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RollbackRequest {
     pub schemas: Vec<String>,
 }
