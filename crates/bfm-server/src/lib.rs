@@ -104,7 +104,11 @@ async fn access_log(State(metrics): State<Arc<Metrics>>, req: Request, next: Nex
     let status = response.status();
     metrics
         .requests
-        .get_or_create(&RequestLabels { method: method.to_string(), route: route.clone(), status: status.as_u16().to_string() })
+        .get_or_create(&RequestLabels {
+            method: metrics::method_label(&method).to_string(),
+            route: route.clone(),
+            status: status.as_u16().to_string(),
+        })
         .inc();
     if path != "/health" && path != "/api/v1/health" {
         tracing::info!(

@@ -21,6 +21,48 @@ pub struct ConnectionLabel {
     pub connection: String,
 }
 
+/// An HTTP method as a label: one of a fixed set, so that requests with made-up methods cannot
+/// grow the metrics without bound.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// The gRPC methods bfm serves, as labels; any other path — and any call refused for want of a
+/// token — counts under `unknown`, so unauthenticated callers cannot grow the metrics.
+pub fn grpc_method_label(path: &str, authorised: bool) -> &'static str {
+    const KNOWN: &[&str] = &[
+        "/migration.MigrationService/Migrate",
+        "/migration.MigrationService/StreamMigrate",
+        "/migration.MigrationService/MigrateDown",
+        "/migration.MigrationService/ListMigrations",
+        "/migration.MigrationService/GetMigration",
+        "/migration.MigrationService/GetMigrationStatus",
+        "/migration.MigrationService/IsMigrationApplied",
+        "/migration.MigrationService/GetMigrationHistory",
+        "/migration.MigrationService/RollbackMigration",
+        "/migration.MigrationService/ReindexMigrations",
+        "/migration.MigrationService/Health",
+        "/grpc.health.v1.Health/Check",
+        "/grpc.health.v1.Health/Watch",
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+    ];
+    match KNOWN.iter().find(|k| **k == path) {
+        Some(k) if authorised => k,
+        _ => "unknown",
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub method: String,
@@ -142,5 +184,20 @@ impl Observer for MetricsObserver {
 
     fn lock_acquired(&self, connection: &str, waited: Duration) {
         self.0.lock_wait.get_or_create(&ConnectionLabel { connection: connection.to_string() }).observe(waited.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod label_tests {
+    use super::*;
+
+    #[test]
+    fn labels_come_from_a_fixed_set() {
+        assert_eq!(method_label(&axum::http::Method::GET), "GET");
+        assert_eq!(method_label(&axum::http::Method::from_bytes(b"BREW").unwrap()), "OTHER");
+        assert_eq!(grpc_method_label("/migration.MigrationService/Migrate", true), "/migration.MigrationService/Migrate");
+        assert_eq!(grpc_method_label("/migration.MigrationService/Migrate", false), "unknown");
+        assert_eq!(grpc_method_label("/x.Y/Z", true), "unknown");
+        assert_eq!(grpc_method_label("/migration.MigrationService/Health", true), "/migration.MigrationService/Health");
     }
 }

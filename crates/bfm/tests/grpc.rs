@@ -69,9 +69,12 @@ async fn every_rpc_with_bfm_messages_and_corrected_semantics() {
     let s = start(&pg_env(&db), tree).await;
     let mut c = s.client().await;
 
-    // Health: no token needed.
+    // Health: no token needed, and without one only the status (no connection names).
     let h = c.health(HealthRequest {}).await.unwrap().into_inner();
     assert_eq!(h.status, "healthy", "{h:?}");
+    assert!(h.checks.is_empty(), "an anonymous caller sees no checks: {h:?}");
+    // With the token, the checks too.
+    let h = c.health(authed(HealthRequest {})).await.unwrap().into_inner();
     assert_eq!(h.checks.get("state").map(String::as_str), Some("ok"));
     assert_eq!(h.checks.get("connection:core").map(String::as_str), Some("ok"));
 
@@ -273,6 +276,10 @@ async fn auth_status_codes_standard_health_and_reflection() {
     let l = c.list_migrations(authed(list())).await.unwrap().into_inner();
     assert!(l.items.iter().all(|i| i.status == "pending"), "{l:?}");
     assert_eq!(c.health(HealthRequest {}).await.unwrap().into_inner().status, "healthy");
+    // Refused calls share one metrics label: anonymous callers cannot grow /metrics.
+    let text = bfm_testkit::http_client().get(format!("{}/metrics", s.http)).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains(r#"method="/migration.MigrationService/Migrate",code="Unauthenticated""#), "{text}");
+    assert!(text.contains(r#"bfm_grpc_requests_total{method="unknown",code="Unauthenticated"}"#), "{text}");
 
     // Client mistakes: INVALID_ARGUMENT, with the field named.
     let invalid: Vec<(MigrateRequest, &str)> = vec![
@@ -447,6 +454,8 @@ async fn standard_health_follows_readiness_when_a_connection_goes_down() {
     }
     let h = s.client().await.health(HealthRequest {}).await.unwrap().into_inner();
     assert_eq!(h.status, "unhealthy", "{h:?}");
+    assert!(h.checks.is_empty(), "no database error reaches an anonymous caller: {h:?}");
+    let h = s.client().await.health(authed(HealthRequest {})).await.unwrap().into_inner();
     assert_eq!(h.checks.get("state").map(String::as_str), Some("ok"), "{h:?}");
     assert_ne!(h.checks.get("connection:core").map(String::as_str), Some("ok"), "{h:?}");
 }

@@ -135,6 +135,15 @@ async fn the_bfm_readme_example_per_tenant_runs_and_rollbacks() {
     let text = s.client.get(format!("{}/metrics", s.base)).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("bfm_migrations_applied_total{connection=\"organization\",backend=\"postgresql\"} 6"), "{text}");
     assert!(text.contains("bfm_step_duration_seconds_count"));
+
+    // Made-up methods share one label: requests cannot grow the metrics without bound.
+    for i in 0..20 {
+        let m = reqwest::Method::from_bytes(format!("FOO{i}").as_bytes()).unwrap();
+        s.client.request(m, format!("{}/api/v1/migrations", s.base)).send().await.unwrap();
+    }
+    let text = s.client.get(format!("{}/metrics", s.base)).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap();
+    assert!(!text.contains("FOO"), "{text}");
+    assert!(text.contains("method=\"OTHER\""), "{text}");
 }
 
 #[tokio::test]

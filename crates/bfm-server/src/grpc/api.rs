@@ -311,8 +311,12 @@ impl MigrationService for GrpcApi {
         }))
     }
 
-    async fn health(&self, _request: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
+    /// Open to anyone (probes): the status alone; with a valid token, also the checks, which
+    /// name connections and carry database errors.
+    async fn health(&self, request: Request<pb::HealthRequest>) -> Result<Response<pb::HealthResponse>, Status> {
+        let authenticated = request.extensions().get::<super::layer::Authenticated>().is_some();
         let h = self.service.health().await;
-        Ok(Response::new(pb::HealthResponse { status: h.status.as_str().to_string(), checks: h.checks.into_iter().collect() }))
+        let checks = if authenticated { h.checks.into_iter().collect() } else { Default::default() };
+        Ok(Response::new(pb::HealthResponse { status: h.status.as_str().to_string(), checks }))
     }
 }

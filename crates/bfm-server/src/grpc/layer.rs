@@ -25,6 +25,11 @@ fn is_probe(path: &str) -> bool {
     path == "/migration.MigrationService/Health" || path.starts_with("/grpc.health.v1.Health/")
 }
 
+/// Marks an open call that carried a valid token anyway: `Health` then answers with its checks
+/// (connection names and their errors), which an anonymous caller never sees.
+#[derive(Debug, Clone, Copy)]
+pub struct Authenticated;
+
 #[derive(Clone)]
 pub struct GrpcLayer {
     token: Token,
@@ -82,25 +87,30 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
         let start = Instant::now();
         let path = req.uri().path().to_string();
         let metrics = self.metrics.clone();
+        let authorization = auth::verify(&self.token, req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes()));
         let verdict = if is_open(&path) {
+            if authorization.is_ok() {
+                req.extensions_mut().insert(Authenticated);
+            }
             Ok(())
         } else {
-            auth::verify(&self.token, req.headers().get(http::header::AUTHORIZATION).map(|v| v.as_bytes()))
+            authorization
         };
         // The service that was polled ready handles this call; a fresh clone takes its place.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let label = crate::metrics::grpc_method_label(&path, verdict.is_ok());
         Box::pin(async move {
             let response = match verdict {
                 Ok(()) => inner.call(req).await?,
                 Err(message) => Status::unauthenticated(message).into_http::<ResBody>(),
             };
             let code = code_of(&response);
-            metrics.grpc_requests.get_or_create(&GrpcLabels { method: path.clone(), code: format!("{code:?}") }).inc();
+            metrics.grpc_requests.get_or_create(&GrpcLabels { method: label.to_string(), code: format!("{code:?}") }).inc();
             if !is_probe(&path) {
                 tracing::info!(
                     method = %path,
