@@ -113,3 +113,27 @@ where
         serde_json::from_slice(&bytes).map(OptionalJson).map_err(|e| ApiError::bad_request(format!("invalid request body: {e}")))
     }
 }
+
+/// Every error response is JSON (`{"error": "…"}`), including the ones the router and the
+/// middleware make themselves (405, 413, a path that is not UTF-8, a timeout): their text, or
+/// the status's reason when they have none, becomes the message; their other headers (`Allow`,
+/// `WWW-Authenticate`) are kept.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response.headers().get(axum::http::header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Such bodies are short texts; more than this is not worth reading.
+    let bytes = axum::body::to_bytes(body, 16 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).trim().to_string();
+    let message = if text.is_empty() { status.canonical_reason().unwrap_or("error").to_lowercase() } else { text };
+    let mut out = ApiError::new(status, message).into_response();
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}

@@ -163,6 +163,7 @@ pub fn router(service: Arc<Service>, metrics: Arc<Metrics>, token: Token, settin
         .fallback(http::not_found)
         .with_state(state)
         .layer(DefaultBodyLimit::max(settings.body_limit))
+        .layer(middleware::map_response(error::json_errors))
         .layer(middleware::from_fn_with_state(metrics, access_log));
     if !settings.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = settings.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();

@@ -233,6 +233,17 @@ async fn auth_and_every_client_mistake_is_a_4xx_json_error() {
         assert_eq!(got, code, "{method} {path}: {r}");
         assert!(r["error"].as_str().is_some_and(|e| e.contains(msg)), "{method} {path}: {r}");
     }
+    // Errors the router makes itself are JSON too: a wrong method (with `Allow`), a path that
+    // is not UTF-8.
+    let r = s.client.get(format!("{}/api/v1/migrations/up", s.base)).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert!(r.headers().get("allow").is_some_and(|v| v.to_str().unwrap_or("").contains("POST")), "{:?}", r.headers());
+    let e: Value = r.json().await.expect("a JSON body");
+    assert_eq!(e["error"], "method not allowed", "{e}");
+    let r = s.client.get(format!("{}/api/v1/migrations/%FF%FE/status", s.base)).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    let e: Value = r.json().await.expect("a JSON body");
+    assert!(e["error"].as_str().is_some_and(|m| !m.is_empty()), "{e}");
     // Malformed JSON and an oversized body.
     let r = s
         .client
