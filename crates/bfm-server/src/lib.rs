@@ -166,10 +166,16 @@ pub fn router(service: Arc<Service>, metrics: Arc<Metrics>, token: Token, settin
         .layer(middleware::map_response(error::json_errors))
         .layer(middleware::from_fn_with_state(metrics, access_log));
     if !settings.cors_origins.is_empty() {
-        let origins: Vec<HeaderValue> = settings.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+        // `*` means any origin; credentials are never allowed, so that stays safe (and the
+        // list form would refuse the wildcard).
+        let allow = if settings.cors_origins.iter().any(|o| o == "*") {
+            AllowOrigin::any()
+        } else {
+            AllowOrigin::list(settings.cors_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+        };
         app = app.layer(
             CorsLayer::new()
-                .allow_origin(AllowOrigin::list(origins))
+                .allow_origin(allow)
                 .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
                 .allow_headers([
                     header::AUTHORIZATION,

@@ -391,6 +391,28 @@ async fn auto_migrate_at_start_up_watcher_reload_and_cors() {
     assert!(other.headers().get("access-control-allow-origin").is_none());
 }
 
+/// `BFM_CORS_ORIGINS='*'` allows any origin, never with credentials (it used to stop the server).
+#[tokio::test]
+async fn cors_wildcard_allows_any_origin_without_credentials() {
+    let db = PgDb::new().await;
+    let mut env = pg_env(&db);
+    env.push(("BFM_CORS_ORIGINS", "*".into()));
+    let s = start(&env, tree).await;
+    let r = s
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/api/v1/migrations", s.base))
+        .header("origin", "https://ui.example.com")
+        .header("access-control-request-method", "GET")
+        .header("access-control-request-headers", "authorization")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("*"), "{:?}", r.headers());
+    assert!(r.headers().get("access-control-allow-credentials").is_none());
+    let (code, _) = s.call("GET", "/api/v1/migrations", None).await;
+    assert_eq!(code, 200);
+}
+
 #[tokio::test]
 async fn declarative_schema_at_start_up_and_over_http() {
     let db = PgDb::new().await;
