@@ -337,6 +337,9 @@ pub fn split(src: &str, dialect: Dialect) -> Result<Vec<Statement>, LexError> {
             _ => {
                 if t.kind == TokenKind::Word {
                     block.word(&src[t.start..t.end], dialect);
+                } else {
+                    // `BEGIN ATOMIC` is two adjacent words; `BEGIN:ATOMIC` is not a body.
+                    block.prev = None;
                 }
                 first.get_or_insert(t.start);
                 last = t.end;
@@ -506,6 +509,11 @@ mod tests {
             vec![r"SELECT E'it\'s;'", r"SELECT 'a\'", "SELECT 2"]
         );
         assert_eq!(texts("/* a /* b; */ c; */ SELECT 1; SELECT 2", Dialect::Postgres), vec!["SELECT 1", "SELECT 2"]);
+    }
+
+    #[test]
+    fn begin_and_atomic_apart_are_no_body() {
+        assert_eq!(texts("SELECT BEGIN:ATOMIC; SELECT 2;", Dialect::Postgres), vec!["SELECT BEGIN:ATOMIC", "SELECT 2"]);
     }
 
     #[test]
