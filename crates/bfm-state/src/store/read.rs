@@ -23,10 +23,15 @@ impl SqlStateStore {
             }
             _ => self.dialect.sql("SELECT * FROM {bfm_state}"),
         };
+        self.fetch_states(sql, connections.unwrap_or(&[])).await
+    }
+
+    /// State rows of a `SELECT * FROM {bfm_state} …` with its bound values, decoded strictly.
+    async fn fetch_states(&self, sql: String, binds: &[String]) -> Result<Vec<StateRow>> {
         on_pool!(self, p => {
             let mut q = sqlx::query(AssertSqlSafe(sql));
-            for c in connections.unwrap_or(&[]) {
-                q = q.bind(c.clone());
+            for b in binds {
+                q = q.bind(b.clone());
             }
             let rows = q.fetch_all(p).await?;
             let mut out = Vec::with_capacity(rows.len());
@@ -59,18 +64,7 @@ impl SqlStateStore {
         let limit = f.limit.map(|l| format!(" LIMIT {}", l.max(0))).unwrap_or_default();
         let order = if f.newest_first { "updated_at DESC, migration_id, schema_name" } else { "migration_id, schema_name" };
         let sql = self.dialect.sql(&format!("SELECT * FROM {{bfm_state}}{filter} ORDER BY {order}{limit}"));
-        on_pool!(self, p => {
-            let mut q = sqlx::query(AssertSqlSafe(sql));
-            for b in &binds {
-                q = q.bind(b.clone());
-            }
-            let rows = q.fetch_all(p).await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for r in &rows {
-                out.push(decode_state!(r));
-            }
-            Ok(out)
-        })
+        self.fetch_states(sql, &binds).await
     }
 
     pub(super) async fn read_status_counts(&self, migration_ids: Option<&[String]>) -> Result<Vec<StatusCount>> {
